@@ -1,0 +1,1 @@
+"""Run directories: trials, models on disk, resume (see docs/architecture.md)."""
