@@ -1,0 +1,42 @@
+"""Datasets and training for morphnas: load image data, carve a validation split, train any network.
+
+`load_dataset("demo" | "fashion-mnist" | "mnist" | "cifar10" | path.npz)` gives an `ImageDataset`;
+`Trainer.from_dataset(data, TrainConfig(...)).fit(module, seed=...)` trains an `nn.Module` on the device
+with early stopping and returns a `TrainResult`; `Trainer.evaluate` / `evaluate` score a module on a split.
+"""
+
+from morphnas.trainer.datasets import (
+    DATASET_NAMES,
+    DownloadError,
+    ImageDataset,
+    ImageSplit,
+    dataset_search_dirs,
+    from_arrays,
+    from_torch_dataset,
+    load_cifar10,
+    load_dataset,
+    load_demo,
+    load_idx_dataset,
+    load_npz,
+    read_cifar_batch,
+    read_idx,
+    stratified_split,
+)
+
+__all__ = [
+    "DATASET_NAMES",
+    "DownloadError",
+    "ImageDataset",
+    "ImageSplit",
+    "dataset_search_dirs",
+    "from_arrays",
+    "from_torch_dataset",
+    "load_cifar10",
+    "load_dataset",
+    "load_demo",
+    "load_idx_dataset",
+    "load_npz",
+    "read_cifar_batch",
+    "read_idx",
+    "stratified_split",
+]
