@@ -5,6 +5,7 @@
 with early stopping and returns a `TrainResult`; `Trainer.evaluate` / `evaluate` score a module on a split.
 """
 
+from morphnas.trainer.augment import Augmentation, Normalizer
 from morphnas.trainer.datasets import (
     DATASET_NAMES,
     DownloadError,
@@ -22,13 +23,31 @@ from morphnas.trainer.datasets import (
     read_idx,
     stratified_split,
 )
+from morphnas.trainer.trainer import (
+    EpochRecord,
+    EvalResult,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    evaluate,
+    resolve_amp,
+    select_device,
+)
 
 __all__ = [
     "DATASET_NAMES",
+    "Augmentation",
     "DownloadError",
+    "EpochRecord",
+    "EvalResult",
     "ImageDataset",
     "ImageSplit",
+    "Normalizer",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
     "dataset_search_dirs",
+    "evaluate",
     "from_arrays",
     "from_torch_dataset",
     "load_cifar10",
@@ -38,5 +57,7 @@ __all__ = [
     "load_npz",
     "read_cifar_batch",
     "read_idx",
+    "resolve_amp",
+    "select_device",
     "stratified_split",
 ]

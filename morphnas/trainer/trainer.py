@@ -1,0 +1,518 @@
+"""Training of one candidate network: data on the device, batched augmentation, early stopping, no escapes.
+
+`Trainer` holds the training and validation splits on the device once (uint8) and trains any `nn.Module`
+that maps float N×C×H×W images to logits: SGD with Nesterov momentum, weight decay and a per-step cosine
+schedule by default; early stopping on validation accuracy; epoch and wall-clock limits; the best epoch's
+weights restored into the module. Faults (non-finite loss, out of memory, any exception) come back as a
+`TrainResult` with status "failed" and never escape, so a search survives a bad candidate. The loop does one
+host sync per epoch (the loss and accuracy are accumulated on the device). On CUDA it uses autocast (bf16,
+or fp16 with a GradScaler) and channels-last by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from morphnas.trainer.augment import Augmentation, Normalizer
+from morphnas.trainer.datasets import ImageDataset, ImageSplit
+
+__all__ = [
+    "EpochRecord",
+    "EvalResult",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "evaluate",
+    "resolve_amp",
+    "select_device",
+]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant", "onecycle")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+_DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+_OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
+
+EpochCallback = Callable[["EpochRecord", nn.Module], "bool | None"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; the defaults train the Auto-Keras CNN well on small images.
+
+    `lr=None` takes 0.05 for SGD and 1e-3 for Adam/AdamW. `patience=None` turns early stopping off.
+    `crop_padding=None` pads by H // 8 pixels (3 for 28×28, 4 for 32×32); `flip=None` follows the dataset
+    (`ImageDataset.flip_ok`; off for bare splits). `amp="auto"` is bf16 (else fp16) autocast on CUDA and off
+    elsewhere; `channels_last=None` is on for CUDA only. `time_limit` is in seconds for the whole fit.
+    """
+
+    max_epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    patience: int | None = 5
+    min_delta: float = 0.0
+    time_limit: float | None = None
+    crop_padding: int | None = None
+    flip: bool | None = None
+    cutout: int = 0
+    amp: str = "auto"
+    channels_last: bool | None = None
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}; got {self.amp!r}")
+        if self.max_epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("max_epochs, batch_size and eval_batch_size must be ≥ 1")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be ≥ 1 or None; got {self.patience}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError(f"time_limit must be > 0 seconds or None; got {self.time_limit}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+
+    @property
+    def base_lr(self) -> float:
+        """The peak learning rate: `lr`, or the optimizer's default."""
+        return self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Metrics of one finished epoch (1-based); seconds include validation, `elapsed` is since the fit began."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    train_seconds: float
+    seconds: float
+    elapsed: float
+
+
+@dataclass
+class TrainResult:
+    """Outcome of `Trainer.fit`: status "ok" (best_metric is usable), "failed" or "timeout" (no epoch done).
+
+    `reason` explains a failure ("oom", "non-finite ...", or a traceback); `stopped_by` says what ended an
+    ok run: "max_epochs", "early_stopping", "time_limit" or "callback". Best-epoch figures are kept even
+    when a later epoch failed; the module then holds the best epoch's weights.
+    """
+
+    status: str
+    reason: str
+    stopped_by: str
+    best_metric: float | None
+    best_loss: float | None
+    best_epoch: int | None
+    epochs_run: int
+    history: list[EpochRecord] = field(default_factory=list)
+    total_seconds: float = 0.0
+    device: str = "cpu"
+    metric: str = "accuracy"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run produced a usable best metric."""
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (history as a list of dicts)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy, mean loss and per-image predictions of a module on one split."""
+
+    accuracy: float
+    loss: float
+    predictions: np.ndarray
+    targets: np.ndarray
+    n_classes: int
+
+    def confusion_matrix(self) -> np.ndarray:
+        """Counts [true class, predicted class], shape (n_classes, n_classes)."""
+        m = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
+        np.add.at(m, (self.targets, self.predictions), 1)
+        return m
+
+    def per_class_accuracy(self) -> np.ndarray:
+        """Fraction of each class's images predicted correctly (recall); NaN for absent classes."""
+        m = self.confusion_matrix()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(m) / m.sum(axis=1)
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to train on: `device` if given (checked to exist), else CUDA, then MPS, then CPU."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {dev} requested but CUDA is not available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {dev} requested but MPS is not available")
+    return dev
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `mode` on `device` (None = full float32): "auto" means bf16/fp16 on CUDA only."""
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    raise ValueError(f"amp must be one of {AMP_MODES}; got {mode!r}")
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _lr_factors(schedule: str, total_steps: int) -> list[float]:
+    """Multipliers of the base lr for each optimizer step."""
+    t = np.arange(total_steps) / max(total_steps, 1)
+    if schedule == "constant":
+        f = np.ones(total_steps)
+    elif schedule == "cosine":
+        f = 0.5 * (1.0 + np.cos(np.pi * t))
+    else:  # onecycle: linear warm-up over 30% from 1/25, then cosine down to 1/1e4 of the peak
+        warm = 0.3
+        up = 1 / 25 + (1 - 1 / 25) * t / warm
+        down = 1e-4 + (1 - 1e-4) * 0.5 * (1.0 + np.cos(np.pi * (t - warm) / (1 - warm)))
+        f = np.where(t < warm, up, down)
+    return [float(v) for v in f]
+
+
+@contextlib.contextmanager
+def _seeded_default_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Run with torch's default generators forked and set from `seed`, restored afterwards.
+
+    Ops like dropout cannot take a generator; forking makes them reproducible without changing the caller's
+    global RNG state (not thread-safe: run parallel trials in processes, as the executors do).
+    """
+    devices: list[int] = []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices, enabled=True):
+        # Seeds the forked copies only: fork_rng restores the caller's states on exit.
+        torch.default_generator.manual_seed(seed)
+        if devices:
+            torch.cuda.default_generators[devices[0]].manual_seed(seed)
+        yield
+
+
+class _NonFinite(Exception):
+    pass
+
+
+@dataclass
+class _Best:
+    epoch: int | None = None
+    metric: float = -math.inf
+    loss: float | None = None
+    state: dict[str, torch.Tensor] | None = None
+
+
+class Trainer:
+    """Trains modules on one dataset's training split, validating on a held-out split (never the test set).
+
+    Build it once per search: the data move to the device and the normalisation statistics are computed
+    (from the training split) here, then `fit` trains each candidate.
+    """
+
+    def __init__(
+        self,
+        train: ImageSplit,
+        val: ImageSplit,
+        config: TrainConfig | None = None,
+        *,
+        device: str | torch.device | None = None,
+        n_classes: int | None = None,
+        flip_default: bool = False,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.device = select_device(device)
+        if train.image_shape != val.image_shape:
+            raise ValueError(f"training images are {train.image_shape} but validation images are {val.image_shape}")
+        self.n_classes = n_classes or int(max(train.y.max(), val.y.max())) + 1
+        self.input_shape = train.image_shape
+        self.normalizer = Normalizer.fit(train.x).to(self.device)
+        self._x, self._y = train.x.to(self.device), train.y.to(self.device)
+        self._vx, self._vy = val.x.to(self.device), val.y.to(self.device)
+        cfg = self.config
+        pad = cfg.crop_padding if cfg.crop_padding is not None else self.input_shape[1] // 8
+        flip = cfg.flip if cfg.flip is not None else flip_default
+        self.augmentation = Augmentation(pad, flip, cfg.cutout)
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+
+    @classmethod
+    def from_dataset(
+        cls,
+        data: ImageDataset,
+        config: TrainConfig | None = None,
+        *,
+        val_fraction: float = 0.1,
+        seed: int | np.random.Generator = 0,
+        device: str | torch.device | None = None,
+    ) -> Trainer:
+        """A trainer on `data`'s training split minus a seeded stratified validation split."""
+        train, val = data.split_validation(val_fraction, seed)
+        return cls(train, val, config, device=device, n_classes=data.n_classes, flip_default=data.flip_ok)
+
+    def _batch(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalizer(x)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = [p for p in module.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        rest = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return opt_cls(groups, lr=cfg.base_lr)
+
+    def fit(self, module: nn.Module, *, seed: int = 0, callback: EpochCallback | None = None) -> TrainResult:
+        """Train `module` in place and return what happened; the module ends with its best epoch's weights.
+
+        `seed` fixes shuffling, augmentation and dropout (same seed on CPU ⇒ identical metrics).
+        `callback(record, module)` runs after each epoch (logging, progress); returning True stops training.
+        Nothing raised inside (bad module, NaN, OOM, callback error) escapes: it becomes status "failed".
+        """
+        start = time.perf_counter()
+        history: list[EpochRecord] = []
+        best = _Best()
+        status, reason, stopped_by = "ok", "", "max_epochs"
+        try:
+            with _seeded_default_rng(seed, self.device):
+                stopped_by = self._fit(module, seed, callback, history, best, start)
+        except _OOM_ERRORS:
+            status, reason, stopped_by = "failed", "oom", "error"
+        except _NonFinite as e:
+            status, reason, stopped_by = "failed", str(e), "error"
+        except Exception as e:
+            oom = isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e))
+            status, reason, stopped_by = "failed", "oom" if oom else traceback.format_exc(), "error"
+        if reason == "oom" and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if best.state is not None:
+            try:
+                module.load_state_dict(best.state)
+            except Exception:
+                status, reason = "failed", "could not restore the best weights:\n" + traceback.format_exc()
+        if status == "ok" and best.epoch is None:
+            status, reason = "timeout", f"time limit of {self.config.time_limit} s reached before an epoch ended"
+        return TrainResult(
+            status=status,
+            reason=reason,
+            stopped_by=stopped_by,
+            best_metric=best.metric if best.epoch is not None else None,
+            best_loss=best.loss,
+            best_epoch=best.epoch,
+            epochs_run=len(history),
+            history=history,
+            total_seconds=time.perf_counter() - start,
+            device=str(self.device),
+        )
+
+    def _fit(
+        self,
+        module: nn.Module,
+        seed: int,
+        callback: EpochCallback | None,
+        history: list[EpochRecord],
+        best: _Best,
+        start: float,
+    ) -> str:
+        cfg, dev = self.config, self.device
+        module.to(dev)
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        gen = torch.Generator().manual_seed(seed)
+        opt = self._optimizer(module)
+        scaler = torch.amp.GradScaler(dev.type) if self.amp_dtype == torch.float16 else None
+        n = len(self._y)
+        bs = min(cfg.batch_size, n)
+        steps = n // bs
+        lrs = [cfg.base_lr * f for f in _lr_factors(cfg.schedule, steps * cfg.max_epochs)]
+        _, h, w = self.input_shape
+        limit = cfg.time_limit
+        step = 0
+        for epoch in range(1, cfg.max_epochs + 1):
+            t0 = time.perf_counter()
+            if limit is not None and history and (t0 - start) * epoch / (epoch - 1) > limit:
+                return "time_limit"  # the next epoch would not finish in time
+            module.train()
+            perm = torch.randperm(n, generator=gen)[: steps * bs].to(dev, non_blocking=True)
+            aug = self.augmentation.sample(steps * bs, h, w, gen).to(dev)
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), dtype=torch.int64, device=dev)
+            for i in range(steps):
+                idx = perm[i * bs : (i + 1) * bs]
+                x = self.augmentation(self._batch(self._x[idx]), aug.slice(i * bs, (i + 1) * bs))
+                y = self._y[idx]
+                for group in opt.param_groups:
+                    group["lr"] = lrs[step]
+                with _autocast(dev, self.amp_dtype):
+                    logits = module(x)
+                self._check_logits(logits)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                step += 1
+                loss_sum += loss.detach()
+                correct += (logits.detach().argmax(1) == y).sum()
+                if limit is not None and time.perf_counter() - start > limit:
+                    return "time_limit"  # a partial epoch is not validated
+            train_loss = (loss_sum / steps).item()
+            if not math.isfinite(train_loss):
+                raise _NonFinite(f"non-finite training loss ({train_loss}) in epoch {epoch}")
+            train_acc = correct.item() / (steps * bs)
+            t1 = time.perf_counter()
+            val_loss, val_acc = self._val_metrics(module)
+            if not math.isfinite(val_loss):
+                raise _NonFinite(f"non-finite validation loss ({val_loss}) in epoch {epoch}")
+            t2 = time.perf_counter()
+            record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lrs[step - 1],
+                                 t1 - t0, t2 - t0, t2 - start)
+            history.append(record)
+            if best.epoch is None or val_acc > best.metric + cfg.min_delta:
+                state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                best.epoch, best.metric, best.loss, best.state = epoch, val_acc, val_loss, state
+            if callback is not None and callback(record, module):
+                return "callback"
+            if cfg.patience is not None and epoch - best.epoch >= cfg.patience:
+                return "early_stopping"
+        return "max_epochs"
+
+    def _check_logits(self, logits: torch.Tensor) -> None:
+        if logits.ndim != 2 or logits.shape[1] != self.n_classes:
+            raise ValueError(
+                f"the module must map N×C×H×W images to N×{self.n_classes} logits; got output {tuple(logits.shape)}"
+            )
+
+    def _val_metrics(self, module: nn.Module) -> tuple[float, float]:
+        loss, correct = _run_eval(module, self._vx, self._vy, self._batch, self.device, self.amp_dtype,
+                                  self.config.eval_batch_size, None)
+        n = len(self._vy)
+        return loss.item() / n, correct.item() / n
+
+    def evaluate(self, module: nn.Module, data: ImageSplit) -> EvalResult:
+        """Evaluate `module` on `data` with this trainer's normalisation, device and precision."""
+        return evaluate(module, data, self.normalizer, device=self.device, batch_size=self.config.eval_batch_size,
+                        amp=self.config.amp, n_classes=self.n_classes, channels_last=self.channels_last)
+
+
+def _run_eval(
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    batch_size: int,
+    predictions: list[torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and number correct, as device tensors (no host sync); appends predictions if asked."""
+    was_training = module.training
+    module.eval()
+    loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.inference_mode():
+        for i in range(0, len(y), batch_size):
+            xb = prepare(x[i : i + batch_size].to(device, non_blocking=True))
+            yb = y[i : i + batch_size].to(device, non_blocking=True)
+            with _autocast(device, amp_dtype):
+                logits = module(xb)
+            logits = logits.float()
+            loss += F.cross_entropy(logits, yb, reduction="sum")
+            pred = logits.argmax(1)
+            correct += (pred == yb).sum()
+            if predictions is not None:
+                predictions.append(pred)
+    module.train(was_training)
+    return loss, correct
+
+
+def evaluate(
+    module: nn.Module,
+    data: ImageSplit,
+    normalizer: Normalizer,
+    *,
+    device: str | torch.device | None = None,
+    batch_size: int = 1024,
+    amp: str = "off",
+    n_classes: int | None = None,
+    channels_last: bool = False,
+) -> EvalResult:
+    """Accuracy, mean cross-entropy and per-image predictions of `module` on `data` (eval mode, no grad).
+
+    Use the training data's `normalizer` (e.g. `Trainer.normalizer`). `device=None` uses the module's device.
+    """
+    if device is None:
+        p = next(module.parameters(), None)
+        dev = p.device if p is not None else select_device()
+    else:
+        dev = select_device(device)
+    module.to(dev)
+    norm = normalizer.to(dev)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = norm(x)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    preds: list[torch.Tensor] = []
+    loss, correct = _run_eval(module, data.x, data.y, prepare, dev, resolve_amp(amp, dev), batch_size, preds)
+    n = len(data)
+    k = n_classes if n_classes is not None else int(data.y.max()) + 1
+    predictions = torch.cat(preds).cpu().numpy()
+    k = max(k, int(predictions.max()) + 1)
+    return EvalResult(correct.item() / n, loss.item() / n, predictions, data.y.cpu().numpy(), k)
