@@ -1,1 +1,5 @@
-"""Run directories: trials, models on disk, resume (see docs/architecture.md)."""
+"""Run directories: trials in SQLite, models on disk (architecture + safetensors + checksum), resume."""
+
+from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord, environment_versions
+
+__all__ = ["RunDir", "RunDirError", "TrialRecord", "environment_versions"]

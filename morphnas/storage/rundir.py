@@ -1,0 +1,312 @@
+"""The run directory of a search: resolved config, trials in SQLite, models on disk, best pointer.
+
+```
+run/
+  config.json        resolved configuration, seed, versions, git hash if any
+  trials.sqlite      one row per trial (ops, status, metrics, times, strategy state snapshot)
+  models/<id>/       architecture.json, weights.safetensors, checksum
+  tb/                TensorBoard event files
+  best.json          pointer to the best trial
+```
+
+Every write is atomic: files are written to a temporary name and renamed, model directories are renamed
+into place whole, SQLite changes are transactions. A ``kill -9`` at any moment leaves a directory that
+``RunDir.open`` accepts and that says exactly which trials finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from morphnas.graph.graph import Graph, GraphError
+
+RUN_FORMAT = "morphnas.run"
+RUN_SCHEMA_VERSION = 1
+CONFIG_FILE = "config.json"
+DB_FILE = "trials.sqlite"
+BEST_FILE = "best.json"
+MODELS_DIR = "models"
+TB_DIR = "tb"
+CHECKSUM_FILE = "checksum"
+
+FINISHED = ("ok", "failed")
+
+
+class RunDirError(ValueError):
+    """The directory is not a usable run directory (foreign, corrupt, or holding another run)."""
+
+
+@dataclass
+class TrialRecord:
+    """One trial as stored: what was suggested, what happened, and the strategy's state after it."""
+
+    id: int
+    parent: int | None = None
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    inherit: bool = True
+    strategy: str = ""
+    status: str = "pending"  # pending -> ok | failed
+    metric: float | None = None
+    loss: float | None = None
+    best_epoch: int | None = None
+    epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+    suggested_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    train_seconds: float = 0.0
+    n_params: int = 0
+    n_layers: int = 0
+    depth: int = 0
+    width: int = 0
+    skips: int = 0
+    arch_hash: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+_JSON_FIELDS = {"ops", "history", "extra"}
+_COLUMNS = [f.name for f in fields(TrialRecord)]
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    {", ".join(("id INTEGER PRIMARY KEY" if c == "id" else c) for c in _COLUMNS)},
+    state TEXT, state_seq INTEGER
+);
+"""
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def environment_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on, and the morphnas git hash if any."""
+    import gpytorch
+    import numpy
+    import torch
+
+    import morphnas
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                "gpytorch": gpytorch.__version__, "morphnas": morphnas.__version__,
+                "platform": platform.platform()}
+    try:
+        src = Path(morphnas.__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+        if out.returncode == 0:
+            versions["git"] = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return versions
+
+
+class RunDir:
+    """A search's directory on disk. ``RunDir.create`` makes a new one, ``RunDir.open`` an existing one."""
+
+    def __init__(self, path: Path, config: dict[str, Any]) -> None:
+        self.path = path
+        self.config = config
+        self._db = sqlite3.connect(path / DB_FILE, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def create(cls, path: str | Path, config: dict[str, Any]) -> RunDir:
+        """Make a new run directory; refuses (changing nothing) if ``path`` holds anything already."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            if (path / DB_FILE).exists() or (path / CONFIG_FILE).exists():
+                raise RunDirError(f"{path} already holds a run: continue it with `morphnas resume {path}` "
+                                  "or choose another --out directory")
+            raise RunDirError(f"{path} is not empty: choose a new or empty --out directory")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / MODELS_DIR).mkdir(exist_ok=True)
+        (path / TB_DIR).mkdir(exist_ok=True)
+        config = {**config, "format": RUN_FORMAT, "schema_version": RUN_SCHEMA_VERSION,
+                  "created": time.time(), "versions": environment_versions()}
+        _atomic_write_text(path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+        run = cls(path, config)
+        with run._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?), ('schema_version', ?)",
+                       (RUN_FORMAT, str(RUN_SCHEMA_VERSION)))
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """Open an existing run directory after checking it (read-only); RunDirError says what is wrong."""
+        path = Path(path)
+        if not path.is_dir():
+            raise RunDirError(f"{path} does not exist or is not a directory")
+        missing = [name for name in (CONFIG_FILE, DB_FILE) if not (path / name).is_file()]
+        if missing:
+            raise RunDirError(f"{path} is not a morphnas run directory: missing {', '.join(missing)}")
+        try:
+            config = json.loads((path / CONFIG_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise RunDirError(f"{path / CONFIG_FILE} is corrupt: {exc}") from None
+        if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+            raise RunDirError(f"{path / CONFIG_FILE} is not a morphnas run configuration")
+        if config.get("schema_version", 0) > RUN_SCHEMA_VERSION:
+            raise RunDirError(f"{path} was written by a newer morphnas (schema {config.get('schema_version')})")
+        try:  # check read-only before opening for writing, so a foreign file is never touched
+            uri = f"file:{(path / DB_FILE).resolve()}?mode=ro"
+            with sqlite3.connect(uri, uri=True) as ro:
+                meta = dict(ro.execute("SELECT key, value FROM meta").fetchall())
+                columns = {row[1] for row in ro.execute("PRAGMA table_info(trials)")}
+            ro.close()
+        except sqlite3.DatabaseError as exc:
+            raise RunDirError(f"{path / DB_FILE} is not a readable trials database: {exc}") from None
+        if meta.get("format") != RUN_FORMAT:
+            raise RunDirError(f"{path / DB_FILE} is not a morphnas trials database")
+        lacking = set(_COLUMNS) - columns
+        if lacking:
+            raise RunDirError(f"{path / DB_FILE} lacks columns {sorted(lacking)}: corrupt or foreign")
+        return cls(path, config)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ trials
+    def put_trial(self, trial: TrialRecord, state: dict[str, Any] | None = None) -> None:
+        """Insert or replace a trial row and, in the same transaction, the strategy state after this event."""
+        values = [json.dumps(v) if k in _JSON_FIELDS else v for k, v in asdict(trial).items()]
+        values[_COLUMNS.index("inherit")] = int(trial.inherit)
+        with self._transaction() as db:
+            seq = db.execute("SELECT COALESCE(MAX(state_seq), 0) + 1 FROM trials").fetchone()[0]
+            db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}, state, state_seq) "
+                       f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
+                       [*values, None if state is None else json.dumps(state), seq if state is not None else None])
+
+    def _row_to_trial(self, row: tuple) -> TrialRecord:
+        data = dict(zip(_COLUMNS, row, strict=False))
+        for k in _JSON_FIELDS:
+            data[k] = json.loads(data[k]) if data[k] else ([] if k != "extra" else {})
+        data["inherit"] = bool(data["inherit"])
+        return TrialRecord(**data)
+
+    def trials(self) -> list[TrialRecord]:
+        """All trials in id order."""
+        rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM trials ORDER BY id").fetchall()
+        return [self._row_to_trial(r) for r in rows]
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        if row is None:
+            raise RunDirError(f"no trial {trial_id} in {self.path}")
+        return self._row_to_trial(row)
+
+    def latest_state(self) -> dict[str, Any] | None:
+        """The strategy state saved with the most recent event, or None before any."""
+        row = self._db.execute("SELECT state FROM trials WHERE state IS NOT NULL "
+                               "ORDER BY state_seq DESC LIMIT 1").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # ------------------------------------------------------------------ models
+    def model_dir(self, trial_id: int) -> Path:
+        return self.path / MODELS_DIR / str(trial_id)
+
+    def save_model(self, trial_id: int, graph: Graph) -> Path:
+        """Write the trial's model whole into ``models/<id>/`` (architecture, weights, checksum), atomically."""
+        final = self.model_dir(trial_id)
+        tmp = Path(tempfile.mkdtemp(dir=self.path / MODELS_DIR, prefix=f".{trial_id}."))
+        try:
+            graph.save(tmp)
+            sums = [f"{_sha256(tmp / name)}  {name}" for name in sorted(os.listdir(tmp))]
+            (tmp / CHECKSUM_FILE).write_text("\n".join(sums) + "\n")
+            if final.exists():  # left by an interrupted attempt at this same trial
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def load_model(self, trial_id: int, weights: bool = True) -> Graph:
+        """Read a trial's model, verifying its checksum; RunDirError names a missing or damaged file."""
+        directory = self.model_dir(trial_id)
+        sums = directory / CHECKSUM_FILE
+        if not sums.is_file():
+            raise RunDirError(f"model of trial {trial_id} is missing or incomplete ({directory})")
+        for line in sums.read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            if name == "weights.safetensors" and not weights:
+                continue
+            if not (directory / name).is_file() or _sha256(directory / name) != digest:
+                raise RunDirError(f"{directory / name} does not match its checksum: the file is damaged")
+        try:
+            return Graph.load(directory, weights=weights)
+        except GraphError as exc:
+            raise RunDirError(str(exc)) from None
+
+    # ------------------------------------------------------------------ best
+    def set_best(self, trial: TrialRecord) -> None:
+        """Point ``best.json`` at ``trial`` (atomic)."""
+        data = {"trial": trial.id, "metric": trial.metric, "model": f"{MODELS_DIR}/{trial.id}",
+                "n_params": trial.n_params, "description": trial.description}
+        _atomic_write_text(self.path / BEST_FILE, json.dumps(data, indent=1))
+
+    def best(self) -> dict[str, Any] | None:
+        path = self.path / BEST_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Replace config.json (e.g. to record a resume) atomically."""
+        self.config = config
+        _atomic_write_text(self.path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / TB_DIR
