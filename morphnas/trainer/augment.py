@@ -58,11 +58,12 @@ def random_crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tenso
     if padding == 0:
         return x
     b, c, h, w = x.shape
-    xp = F.pad(x, (padding, padding, padding, padding))
-    rows = dy.view(b, 1) + torch.arange(h, device=x.device)
-    cols = dx.view(b, 1) + torch.arange(w, device=x.device)
-    xp = xp.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, w + 2 * padding))
-    return xp.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
+    wp = w + 2 * padding
+    xp = F.pad(x, (padding, padding, padding, padding)).reshape(b, c, -1)
+    # one gather over the flattened padded image: element (i, j) of the crop is at (dy + i) * wp + dx + j
+    grid = (torch.arange(h, device=x.device).view(h, 1) * wp + torch.arange(w, device=x.device)).view(1, h * w)
+    index = (dy * wp + dx).view(b, 1) + grid
+    return xp.gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
 
 
 def horizontal_flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

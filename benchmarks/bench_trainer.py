@@ -1,0 +1,178 @@
+"""Trainer benchmarks: throughput against a minimal hand-written loop, and accuracy on real data.
+
+    python benchmarks/bench_trainer.py throughput [--train 10000] [--epochs 1] [--rounds 3] [--threads N]
+    python benchmarks/bench_trainer.py accuracy --dataset fashion-mnist [--epochs 15] [--json out.json]
+    python benchmarks/bench_trainer.py accuracy --dataset cifar10 [--epochs 15]
+
+Data come from the shared real datasets (`--data-dir`, default $MORPHNAS_SHARED_DATASETS or
+../shared/datasets beside the checkout). The network is the Auto-Keras default CNN,
+`morphnas.graph.generators.cnn(input_shape, n_classes)`, compiled with `to_module()`.
+
+throughput: the first `--train` Fashion-MNIST training images (and 1,000 validation images), batch 128, SGD
+  with Nesterov momentum and weight decay. Reference: a minimal PyTorch loop over a pre-normalised float
+  tensor in memory (randperm, forward, loss, zero_grad, backward, step; an inference-mode validation pass
+  each epoch). Candidate: `Trainer.fit` with its defaults (uint8 data, on-the-fly normalisation, crop and
+  flip augmentation, cosine schedule, accuracy/loss bookkeeping, best-weight copies), and again with
+  augmentation off. Runs are interleaved in rounds in one process; every run starts from the same weights.
+  Ratio = candidate images/s ÷ reference images/s (median over rounds), wall-clock of the whole epoch
+  including validation on both sides.
+accuracy: `Trainer.from_dataset(data)` with `TrainConfig(max_epochs=N)` (all else default, 10% stratified
+  validation split, seed 0), then after every epoch the test accuracy of the current weights (the test split
+  is only looked at, never used to select anything; the time spent on it is excluded from wall-clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from morphnas.graph import generators
+from morphnas.trainer import EpochRecord, ImageSplit, TrainConfig, Trainer, load_dataset
+
+
+def shared_dir(arg: str | None) -> Path:
+    """Where the shared real datasets are."""
+    if arg:
+        return Path(arg)
+    env = os.environ.get("MORPHNAS_SHARED_DATASETS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def machine() -> str:
+    """One line describing the machine and software."""
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, python {platform.python_version()}")
+
+
+def default_cnn(input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    """The Auto-Keras default CNN from the graph generators (seeded weights)."""
+    return generators.cnn(input_shape, n_classes).to_module()
+
+
+def reference_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor,
+                    opt: torch.optim.Optimizer, bs: int, gen: torch.Generator) -> float:
+    """One epoch of the minimal hand-written loop plus a validation pass; returns validation accuracy."""
+    model.train()
+    perm = torch.randperm(len(y), generator=gen)
+    for i in range(len(y) // bs):
+        idx = perm[i * bs : (i + 1) * bs]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64)
+    with torch.inference_mode():
+        for i in range(0, len(vy), 1024):
+            correct += (model(vx[i : i + 1024]).argmax(1) == vy[i : i + 1024]).sum()
+    return correct.item() / len(vy)
+
+
+def bench_throughput(args: argparse.Namespace) -> dict:
+    """Trainer vs minimal loop, same model, data, batch size; interleaved rounds."""
+    data = load_dataset("fashion-mnist", data_dir=shared_dir(args.data_dir))
+    train = ImageSplit(data.train.x[: args.train], data.train.y[: args.train])
+    val = ImageSplit(data.train.x[-1000:], data.train.y[-1000:])
+    cfg = TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None)
+    trainers = {
+        "trainer (defaults: crop+flip)": Trainer(train, val, cfg, device="cpu", n_classes=10, flip_default=True),
+        "trainer (no augmentation)": Trainer(
+            train, val, TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None, crop_padding=0),
+            device="cpu", n_classes=10),
+    }
+    norm = trainers["trainer (no augmentation)"].normalizer
+    fx, fvx = norm(train.x), norm(val.x)  # the reference gets its data pre-normalised, in memory
+    init = default_cnn(data.input_shape, 10).state_dict()
+    n_images = (len(train) // args.batch) * args.batch * args.epochs
+    times: dict[str, list[float]] = {"reference (hand-written loop)": [], **{k: [] for k in trainers}}
+    for r in range(args.rounds):
+        model = default_cnn(data.input_shape, 10)
+        model.load_state_dict(init)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.base_lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        gen = torch.Generator().manual_seed(r)
+        t0 = time.perf_counter()
+        for _ in range(args.epochs):
+            reference_epoch(model, fx, train.y, fvx, val.y, opt, args.batch, gen)
+        times["reference (hand-written loop)"].append(time.perf_counter() - t0)
+        for name, trainer in trainers.items():
+            model = default_cnn(data.input_shape, 10)
+            model.load_state_dict(init)
+            t0 = time.perf_counter()
+            res = trainer.fit(model, seed=r)
+            times[name].append(time.perf_counter() - t0)
+            assert res.ok, res.reason
+        print(f"round {r + 1}: " + ", ".join(f"{k.split(' ')[0]} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    ref = statistics.median(times["reference (hand-written loop)"])
+    out = {"images_per_run": n_images, "rounds": args.rounds, "machine": machine(), "results": {}}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        out["results"][name] = {"median_s": med, "images_per_s": n_images / med, "ratio": ref / med}
+        print(f"{name:32s} {n_images / med:8.0f} images/s  (median {med:.2f} s)  ratio {ref / med:.3f}")
+    return out
+
+
+def bench_accuracy(args: argparse.Namespace) -> dict:
+    """Default CNN, trainer defaults, test accuracy and wall-clock after every epoch."""
+    data = load_dataset(args.dataset, data_dir=shared_dir(args.data_dir))
+    trainer = Trainer.from_dataset(data, TrainConfig(max_epochs=args.epochs), seed=0)
+    model = default_cnn(data.input_shape, data.n_classes)
+    rows: list[dict] = []
+    excluded = 0.0
+    print(f"{data}; {machine()}", flush=True)
+
+    def log(rec: EpochRecord, module: nn.Module) -> None:
+        nonlocal excluded
+        t0 = time.perf_counter()
+        test = trainer.evaluate(module, data.test)
+        row = {"epoch": rec.epoch, "train_loss": rec.train_loss, "val_accuracy": rec.val_accuracy,
+               "test_accuracy": test.accuracy, "epoch_s": rec.seconds, "wall_s": rec.elapsed - excluded}
+        rows.append(row)
+        excluded += time.perf_counter() - t0
+        print(json.dumps(row), flush=True)
+
+    result = trainer.fit(model, seed=0, callback=log)
+    final = trainer.evaluate(model, data.test)
+    out = {"dataset": str(data), "machine": machine(), "status": result.status, "stopped_by": result.stopped_by,
+           "best_epoch": result.best_epoch, "best_val_accuracy": result.best_metric,
+           "test_accuracy_of_best_epoch": final.accuracy, "epochs": rows}
+    print(json.dumps({k: v for k, v in out.items() if k != "epochs"}), flush=True)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    """Parse arguments, run one benchmark, optionally write its JSON."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("which", choices=["throughput", "accuracy"])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--train", type=int, default=10000)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.epochs is None:
+        args.epochs = 1 if args.which == "throughput" else 15
+    out = bench_throughput(args) if args.which == "throughput" else bench_accuracy(args)
+    out["command"] = "python benchmarks/bench_trainer.py " + " ".join(argv)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main(sys.argv[1:])
