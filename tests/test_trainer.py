@@ -115,6 +115,7 @@ def test_best_epoch_weights_reproduce_best_metric(small) -> None:
     assert best.val_accuracy == max(h.val_accuracy for h in result.history)
     again = trainer.evaluate(module, small[1])
     assert again.accuracy == pytest.approx(result.best_metric) and again.loss == pytest.approx(result.best_loss)
+    assert trainer.validate(module) == pytest.approx((result.best_loss, result.best_metric))
 
 
 class NanAfter(nn.Module):

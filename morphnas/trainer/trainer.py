@@ -439,6 +439,13 @@ class Trainer:
                 f"the module must map N×C×H×W images to N×{self.n_classes} logits; got output {tuple(logits.shape)}"
             )
 
+    def validate(self, module: nn.Module) -> tuple[float, float]:
+        """(mean loss, accuracy) of `module` on the validation split, e.g. where a morphed child starts."""
+        module.to(self.device)
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return self._val_metrics(module)
+
     def _val_metrics(self, module: nn.Module) -> tuple[float, float]:
         loss, correct = _run_eval(module, self._vx, self._vy, self._batch, self.device, self.amp_dtype,
                                   self.config.eval_batch_size, None)
