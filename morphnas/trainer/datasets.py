@@ -109,7 +109,8 @@ class ImageSplit:
 
     def subset(self, index: Any) -> ImageSplit:
         """The images at `index` (integer indices or a boolean mask), as a new split."""
-        idx = torch.as_tensor(np.asarray(index), device=self.x.device)
+        idx = index if isinstance(index, torch.Tensor) else torch.as_tensor(np.asarray(index))
+        idx = idx.to(self.x.device)
         return ImageSplit(self.x[idx], self.y[idx])
 
     def class_counts(self, n_classes: int) -> np.ndarray:
@@ -622,7 +623,10 @@ def _default_root(data_dir: str | os.PathLike[str] | None) -> Path:
 def dataset_search_dirs(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The directories searched for dataset `name`, in order: `data_dir` (and its sub-folder for the
     dataset), `$MORPHNAS_DATA_DIR/<sub-folder>`, `~/.morphnas/data/<sub-folder>`, then system locations."""
-    spec = _SPECS[_ALIASES.get(name.lower(), name)]
+    key = _ALIASES.get(name.lower())
+    if key not in _SPECS:
+        raise ValueError(f"no files to search for {name!r}: datasets with files are {', '.join(_SPECS)}")
+    spec = _SPECS[key]
     dirs: list[Path] = []
     if data_dir is not None:
         base = Path(data_dir).expanduser()
