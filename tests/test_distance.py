@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from searcher_helpers import BASES, morph_chain, random_architectures
+from test_searcher_helpers import BASES, morph_chain, random_architectures
 
 from morphnas.graph import Dense, Graph, ReLU, generators
 from morphnas.graph.morphisms import add_skip, deeper, wider
@@ -92,8 +92,8 @@ def test_main_chain_follows_residual_and_dense_branches():
 def test_skip_position_and_length_follow_the_chain():
     g = BASES["cnn"]()
     convs = g.layers_of_kind("conv2d")
-    relu_after = [lid for lid in g.layers_of_kind("relu")][0]
-    child = add_skip(g, relu_after, g.layers_of_kind("relu")[1])
+    relus = g.layers_of_kind("relu")
+    child = add_skip(g, relus[0], relus[1])
     (start, length, kind), = describe(child).skips
     assert kind == "add" and start == 3 and length == 4  # after bn, conv, relu; maxpool, bn, conv, relu
     assert len(convs) == 2

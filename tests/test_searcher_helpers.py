@@ -1,4 +1,4 @@
-"""Shared helpers for the searcher tests: tiny architectures and random morph chains (no weights: fast)."""
+"""Shared helpers for the searcher tests (no tests here): tiny architectures, random morph chains, a toy metric."""
 
 from __future__ import annotations
 

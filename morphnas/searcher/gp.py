@@ -1,0 +1,270 @@
+"""An exact GP over architectures (GPyTorch): hyperparameters by marginal likelihood, fast cached prediction.
+
+Targets are standardised; the constant mean, the kernel's lengthscale (if it has one), the outputscale and the
+noise are fitted by a fixed number of Adam steps on the exact marginal log-likelihood, from the same starting
+point every time, so a fit is a deterministic function of the data. After the fit the posterior is kept as a
+Cholesky factor of ``K + σ²I`` (computed once, with jitter-and-retry: every observation is kept, a failed
+factorisation raises instead of dropping data) and predictions are two triangular solves, cheap enough to
+score thousands of candidate architectures inside the acquisition optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gpytorch
+import numpy as np
+import torch
+from gpytorch.constraints import GreaterThan, Interval
+from linear_operator.utils.errors import NotPSDError
+
+from morphnas.searcher.cache import ArchitectureCache
+from morphnas.searcher.kernels import ArchitectureKernel, make_kernel
+
+JITTERS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+class GPError(RuntimeError):
+    """The GP cannot be fitted or factorised (the message says why); no data is ever dropped instead."""
+
+
+@dataclass
+class Posterior:
+    """Posterior of the objective at a batch of architectures, in the metric's own units."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    cov: np.ndarray | None = None
+
+    def sample(self, rng: np.random.Generator, n: int = 1) -> np.ndarray:
+        """``n`` draws, shape (n, batch): joint when the covariance is known, else independent."""
+        z = rng.standard_normal((n, len(self.mean)))
+        if self.cov is None:
+            return self.mean + z * self.std
+        return self.mean + z @ robust_cholesky(self.cov, what="posterior covariance")[0].T
+
+
+def robust_cholesky(matrix: np.ndarray, what: str = "kernel matrix") -> tuple[np.ndarray, float]:
+    """Lower Cholesky factor of ``matrix``, adding jitter (relative to its mean diagonal) only if needed."""
+    scale = float(np.mean(np.diag(matrix))) if len(matrix) else 1.0
+    scale = scale if np.isfinite(scale) and scale > 0 else 1.0
+    eye = np.eye(len(matrix))
+    for jitter in JITTERS:
+        try:
+            factor = np.linalg.cholesky(matrix + jitter * scale * eye)
+        except np.linalg.LinAlgError:
+            continue
+        if jitter > 1e-6:
+            warnings.warn(f"{what} needed a jitter of {jitter:g} (relative) to factorise", RuntimeWarning,
+                          stacklevel=3)
+        return factor, jitter * scale
+    raise GPError(f"{what} ({len(matrix)}x{len(matrix)}) is not positive definite even with a relative jitter of "
+                  f"{JITTERS[-1]:g}; no observation is dropped silently: check the kernel")
+
+
+class _IndexGP(gpytorch.models.ExactGP):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, likelihood: gpytorch.likelihoods.GaussianLikelihood,
+                 kernel: ArchitectureKernel) -> None:
+        super().__init__(x, y, likelihood)
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = gpytorch.kernels.ScaleKernel(kernel, outputscale_constraint=GreaterThan(1e-4))
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+
+class ArchitectureGP:
+    """Exact GP regression of a metric over architectures addressed by ``cache`` indices.
+
+    ``kernel``: a registered kernel name (options in ``kernel_options``) or an ``ArchitectureKernel``.
+    ``noise``: a fixed noise variance in standardised units, or None to learn it (>= ``min_noise``).
+    """
+
+    def __init__(self, cache: ArchitectureCache, kernel: str | ArchitectureKernel = "bourgain",
+                 kernel_options: dict[str, Any] | None = None, noise: float | None = None,
+                 min_noise: float = 1e-6, fit_steps: int = 50, lr: float = 0.1) -> None:
+        self.cache = cache
+        if isinstance(kernel, ArchitectureKernel):
+            self.kernel = kernel
+        else:
+            self.kernel = make_kernel(kernel, cache, **(kernel_options or {}))
+        if self.kernel.has_lengthscale:
+            # in units of the kernel's own data scale (e.g. the median distance): sane bounds for any metric
+            self.kernel.register_constraint("raw_lengthscale", Interval(0.02, 50.0))
+        self.noise = noise
+        self.min_noise = float(min_noise)
+        self.fit_steps = int(fit_steps)
+        self.lr = float(lr)
+        self._x = np.zeros(0, dtype=np.int64)
+        self._y = np.zeros(0)
+        self._y_mean, self._y_std = 0.0, 1.0
+        self._model: _IndexGP | None = None
+        self._chol: np.ndarray | None = None
+        self._alpha: np.ndarray | None = None
+        self.jitter = 0.0
+        self.hyperparameters: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ fitting
+    @property
+    def n_train(self) -> int:
+        return len(self._x)
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        return self._x.copy()
+
+    def fit(self, indices: Sequence[int] | np.ndarray, y: Sequence[float] | np.ndarray,
+            optimize: bool = True) -> ArchitectureGP:
+        """Fit to metrics ``y`` of architectures ``indices`` (repeats allowed); ``optimize=False`` keeps the
+        current hyperparameters (used to condition on fantasy values)."""
+        x = np.asarray(indices, dtype=np.int64).ravel()
+        yv = np.asarray(y, dtype=np.float64).ravel()
+        if len(x) != len(yv):
+            raise ValueError(f"{len(x)} architectures but {len(yv)} targets")
+        if len(x) == 0:
+            raise GPError("cannot fit a GP to no observations")
+        if not np.all(np.isfinite(yv)):
+            raise GPError(f"non-finite targets at positions {np.flatnonzero(~np.isfinite(yv)).tolist()}")
+        if x.min() < 0 or x.max() >= len(self.cache):
+            raise IndexError(f"training indices must be cache members (0..{len(self.cache) - 1})")
+        self._x, self._y = x, yv
+        self._y_mean = float(yv.mean())
+        spread = float(yv.std())
+        self._y_std = spread if spread > 1e-12 else 1.0
+        self.kernel.prepare(x)
+        xt = torch.from_numpy(x.astype(np.float64))[:, None]
+        yt = torch.from_numpy((yv - self._y_mean) / self._y_std)
+        if self._model is None or optimize:
+            self._model = self._new_model(xt, yt)
+            if optimize and len(x) > 1:
+                self._optimize()
+        else:
+            self._model.set_train_data(xt, yt, strict=False)
+        self._factorise()
+        return self
+
+    def _new_model(self, xt: torch.Tensor, yt: torch.Tensor) -> _IndexGP:
+        if self.noise is None:
+            likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=GreaterThan(self.min_noise))
+            likelihood.noise = 1e-2
+        else:
+            likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=GreaterThan(0.0))
+            likelihood.noise = float(self.noise)
+            likelihood.raw_noise.requires_grad_(False)
+        model = _IndexGP(xt, yt, likelihood, self.kernel).double()
+        model.mean_module.constant.data.zero_()
+        model.covar_module.outputscale = 1.0
+        if self.kernel.has_lengthscale:
+            self.kernel.lengthscale = self.kernel.initial_lengthscale()
+        return model
+
+    def _optimize(self) -> None:
+        model = self._model
+        assert model is not None
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=self.lr)
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        x, y = model.train_inputs[0], model.train_targets
+        best = (math.inf, [p.detach().clone() for p in params])
+        with gpytorch.settings.max_cholesky_size(10**7), gpytorch.settings.cholesky_max_tries(6):
+            for _ in range(self.fit_steps):
+                opt.zero_grad()
+                try:
+                    loss = -mll(model(x), y)
+                except NotPSDError:
+                    break  # keep the best hyperparameters found so far
+                if not torch.isfinite(loss):
+                    break
+                if loss.item() < best[0]:
+                    best = (loss.item(), [p.detach().clone() for p in params])
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            for p, v in zip(params, best[1], strict=True):
+                p.copy_(v)
+        model.eval()
+
+    def _hyper(self) -> tuple[float, float, float, float]:
+        model = self._model
+        assert model is not None
+        with torch.no_grad():
+            scale = float(model.covar_module.outputscale)
+            noise = float(model.likelihood.noise)
+            const = float(model.mean_module.constant)
+            ls = float(self.kernel.lengthscale) if self.kernel.has_lengthscale else float("nan")
+        return scale, noise, const, ls
+
+    def _factorise(self) -> None:
+        scale, noise, const, ls = self._hyper()
+        self.hyperparameters = {"outputscale": scale, "noise": noise, "mean": const}
+        if self.kernel.has_lengthscale:
+            self.hyperparameters["lengthscale"] = ls
+        xt = torch.from_numpy(self._x.astype(np.float64))[:, None]
+        with torch.no_grad():
+            k = scale * self.kernel.forward(xt, xt).detach().numpy()
+        k = 0.5 * (k + k.T) + noise * np.eye(len(k))
+        self._chol, self.jitter = robust_cholesky(k)
+        resid = (self._y - self._y_mean) / self._y_std - const
+        self._alpha = _cho_solve(self._chol, resid)
+
+    # ------------------------------------------------------------------ prediction
+    def posterior(self, indices: Sequence[int] | np.ndarray, full_cov: bool = False) -> Posterior:
+        """Posterior mean and std (and covariance if ``full_cov``) of the metric at ``indices``."""
+        if self._chol is None or self._alpha is None:
+            raise GPError("the GP is not fitted: call fit(indices, y) first")
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        scale, _noise, const, _ls = self._hyper()
+        xs = torch.from_numpy(idx.astype(np.float64))[:, None]
+        xt = torch.from_numpy(self._x.astype(np.float64))[:, None]
+        with torch.no_grad():
+            k_st = scale * self.kernel.forward(xs, xt).numpy()
+            if full_cov:
+                k_ss = scale * self.kernel.forward(xs, xs).numpy()
+            else:
+                k_ss = scale * self.kernel.forward(xs, xs, diag=True).numpy()
+        mean = const + k_st @ self._alpha
+        v = _solve_lower(self._chol, k_st.T)
+        cov = None
+        if full_cov:
+            cov = k_ss - v.T @ v
+            cov = 0.5 * (cov + cov.T) * self._y_std**2
+            var = np.clip(np.diag(cov), 0.0, None)
+        else:
+            var = np.clip(k_ss - (v * v).sum(axis=0), 0.0, None) * self._y_std**2
+        return Posterior(mean * self._y_std + self._y_mean, np.sqrt(var), cov)
+
+    def predict(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of the metric at ``indices``."""
+        post = self.posterior(indices)
+        return post.mean, post.std
+
+    def gpytorch_predict(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The same prediction through GPyTorch's own posterior (slower; a cross-check of ``predict``)."""
+        model = self._model
+        if model is None:
+            raise GPError("the GP is not fitted: call fit(indices, y) first")
+        model.eval()
+        xs = torch.from_numpy(np.asarray(indices, dtype=np.float64).ravel())[:, None]
+        with torch.no_grad(), gpytorch.settings.max_cholesky_size(10**7), \
+                gpytorch.settings.fast_pred_var(False):
+            dist = model(xs)
+            mean = dist.mean.numpy() * self._y_std + self._y_mean
+            std = dist.variance.clamp_min(0).sqrt().numpy() * self._y_std
+        return mean, std
+
+
+def _solve_lower(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(chol, b, lower=True, check_finite=False)
+
+
+def _cho_solve(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.linalg import cho_solve
+
+    return cho_solve((chol, True), b, check_finite=False)
