@@ -1,0 +1,109 @@
+"""The searcher: edit distance, kernels, GP, acquisitions, the acquisition optimizer and search strategies.
+
+Architectures reach the GP as indices into an ``ArchitectureCache`` (descriptors and an incrementally grown
+edit-distance matrix). Kernels, acquisitions and strategies are chosen by name from registries that users
+extend with ``register_kernel`` / ``register_acquisition`` / ``register_strategy``.
+"""
+
+from morphnas.searcher.acquisition import (
+    ACQUISITIONS,
+    EI,
+    PI,
+    UCB,
+    Acquisition,
+    Thompson,
+    make_acquisition,
+    register_acquisition,
+)
+from morphnas.searcher.cache import ArchitectureCache, levenshtein_batch
+from morphnas.searcher.distance import (
+    SEQUENCE_KINDS,
+    SIZE_ATTRIBUTES,
+    Descriptor,
+    describe,
+    edit_distance,
+    layer_cost,
+    layers_distance,
+    main_chain,
+    skip_cost,
+    skips_distance,
+)
+from morphnas.searcher.gp import ArchitectureGP, GPError, Posterior
+from morphnas.searcher.kernels import (
+    KERNELS,
+    ArchitectureKernel,
+    BourgainKernel,
+    ExpDistanceKernel,
+    WLKernel,
+    make_kernel,
+    register_kernel,
+)
+from morphnas.searcher.optimizer import Proposal, Root, TreeAnnealer
+from morphnas.searcher.registry import Registry
+from morphnas.searcher.strategies import (
+    STRATEGIES,
+    AgingEvolution,
+    ArchitectureSampler,
+    BayesianSearch,
+    BOScratch,
+    BreadthFirst,
+    HillClimbing,
+    Observation,
+    RandomSearch,
+    RandomWalk,
+    Strategy,
+    Suggestion,
+    make_strategy,
+    register_strategy,
+)
+
+__all__ = [
+    "ACQUISITIONS",
+    "EI",
+    "KERNELS",
+    "PI",
+    "SEQUENCE_KINDS",
+    "SIZE_ATTRIBUTES",
+    "STRATEGIES",
+    "UCB",
+    "Acquisition",
+    "AgingEvolution",
+    "ArchitectureCache",
+    "ArchitectureGP",
+    "ArchitectureKernel",
+    "ArchitectureSampler",
+    "BOScratch",
+    "BayesianSearch",
+    "BourgainKernel",
+    "BreadthFirst",
+    "Descriptor",
+    "ExpDistanceKernel",
+    "GPError",
+    "HillClimbing",
+    "Observation",
+    "Posterior",
+    "Proposal",
+    "RandomSearch",
+    "RandomWalk",
+    "Registry",
+    "Root",
+    "Strategy",
+    "Suggestion",
+    "Thompson",
+    "TreeAnnealer",
+    "WLKernel",
+    "describe",
+    "edit_distance",
+    "layer_cost",
+    "layers_distance",
+    "levenshtein_batch",
+    "main_chain",
+    "make_acquisition",
+    "make_kernel",
+    "make_strategy",
+    "register_acquisition",
+    "register_kernel",
+    "register_strategy",
+    "skip_cost",
+    "skips_distance",
+]
