@@ -1,0 +1,277 @@
+"""The strategy interface every search method implements: ``suggest`` / ``observe``, and resumable state.
+
+A search loop drives a strategy like this::
+
+    s = strategy.suggest(trial_id)            # a Suggestion, or None: wait for a result first
+    ... train s.architecture (replay s.ops on trial s.parent's weights if s.inherit_weights) ...
+    strategy.observe(Observation(trial_id, graph, metric, "ok"))   # or status="failed", metric=None
+
+The first suggestions are the initial architectures, from scratch. A suggested, not yet observed trial is
+*pending*: its architecture is never suggested again, and model-based strategies account for it (the GP with
+a fantasy value). ``state_dict()`` is plain JSON (observations with their architectures, pending suggestions,
+the generator state, strategy-specific fields); ``load_state_dict`` on a strategy built with the same
+arguments restores it exactly, so a resumed search makes the same choices as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from morphnas.graph.graph import Graph
+from morphnas.graph.morphisms import DEFAULT_NOISE, Limits, MorphismError, Op, random_morph, replay
+
+STATE_VERSION = 1
+STATUSES = ("ok", "failed")
+_NO_LIMITS = Limits(max_layers=2**62, max_params=2**62, max_width=2**62)  # replaying recorded ops never refuses
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The outcome of a trial: its id, architecture, metric (higher is better) and status (``ok``/``failed``)."""
+
+    trial_id: int
+    architecture: Graph
+    metric: float | None = None
+    status: str = "ok"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown trial status {self.status!r}; valid statuses: {', '.join(STATUSES)}")
+        if self.status == "ok" and (self.metric is None or not math.isfinite(self.metric)):
+            raise ValueError(f"trial {self.trial_id} is 'ok' but its metric is {self.metric!r}: report a NaN or "
+                             "missing metric as status='failed'")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial_id": int(self.trial_id), "architecture": self.architecture.to_dict(),
+                "metric": None if self.metric is None else float(self.metric), "status": self.status}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Observation:
+        return cls(int(data["trial_id"]), Graph.from_dict(data["architecture"]), data.get("metric"),
+                   data.get("status", "ok"))
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What to train next: ``architecture``, obtained by applying ``ops`` to trial ``parent`` (None: from
+    scratch); ``inherit_weights`` says whether to start from the parent's trained weights."""
+
+    architecture: Graph
+    parent: int | None = None
+    ops: tuple[Op, ...] = ()
+    inherit_weights: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.parent is None and (self.ops or self.inherit_weights):
+            raise ValueError("a suggestion with ops or inherited weights needs a parent trial")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"architecture": self.architecture.to_dict(), "parent": self.parent,
+                "ops": [op.to_dict() for op in self.ops], "inherit_weights": bool(self.inherit_weights),
+                "info": dict(self.info)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Suggestion:
+        return cls(Graph.from_dict(data["architecture"]), data.get("parent"),
+                   tuple(Op.from_dict(o) for o in data.get("ops", [])), bool(data.get("inherit_weights", False)),
+                   dict(data.get("info", {})))
+
+
+class Strategy(ABC):
+    """Base of all search strategies: initial architectures, pending/seen bookkeeping, state (see module doc).
+
+    ``initial``: the architectures to evaluate first (from scratch); ``seed``: of the strategy's local
+    ``numpy.random.Generator`` (its only source of randomness); ``limits``: size limits for morphisms and
+    samples (settable, e.g. after an out-of-memory); ``noise``: symmetry-breaking noise of the morphisms.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, initial: Sequence[Graph], seed: int = 0, limits: Limits | None = None,
+                 noise: float = DEFAULT_NOISE) -> None:
+        if not initial:
+            raise ValueError(f"strategy {self.name!r} needs at least one initial architecture")
+        self.initial = [g.without_weights() for g in initial]
+        self.seed = int(seed)
+        self.limits = limits
+        self.noise = float(noise)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self._next_initial = 0
+        self.observations: dict[int, Observation] = {}
+        self.pending: dict[int, Suggestion] = {}
+        self._seen: set[str] = set()
+        self._origin: dict[int, dict[str, Any]] = {}  # trial id -> how to rebuild its architecture (state)
+
+    # ------------------------------------------------------------------ the interface
+    def suggest(self, trial_id: int) -> Suggestion | None:
+        """The architecture trial ``trial_id`` should train, or None when nothing can be proposed until a
+        pending trial is observed."""
+        trial_id = int(trial_id)
+        if trial_id in self.pending or trial_id in self.observations:
+            raise ValueError(f"trial id {trial_id} was already suggested")
+        suggestion = None
+        while self._next_initial < len(self.initial) and suggestion is None:
+            graph = self.initial[self._next_initial]
+            self._next_initial += 1
+            if graph.canonical_hash() not in self._seen:
+                suggestion = Suggestion(graph, info={"strategy": self.name, "reason": "initial",
+                                                     "initial": self._next_initial - 1})
+        if suggestion is None:
+            suggestion = self._propose(trial_id)
+        if suggestion is not None:
+            self._register_pending(trial_id, suggestion)
+        return suggestion
+
+    def observe(self, observation: Observation) -> None:
+        """Record the outcome of a trial (suggested by this strategy or not)."""
+        if not isinstance(observation, Observation):
+            raise TypeError(f"observe() takes an Observation, got {type(observation).__name__}")
+        if observation.trial_id in self.observations:
+            raise ValueError(f"trial {observation.trial_id} was already observed")
+        obs = observation
+        if obs.architecture.weights is not None:
+            obs = Observation(obs.trial_id, obs.architecture.without_weights(), obs.metric, obs.status)
+        suggested = self.pending.pop(obs.trial_id, None)
+        key = obs.architecture.canonical_hash()
+        if suggested is None or suggested.architecture.canonical_hash() != key:
+            self._origin[obs.trial_id] = {"graph": obs.architecture.to_dict()}
+        self.observations[obs.trial_id] = obs
+        self._seen.add(key)
+        self._on_observe(obs)
+
+    def _register_pending(self, trial_id: int, suggestion: Suggestion) -> None:
+        if suggestion.parent is not None and suggestion.ops and suggestion.parent in self.observations:
+            self._origin[trial_id] = {"parent": suggestion.parent, "ops": [op.to_dict() for op in suggestion.ops]}
+        elif suggestion.info.get("reason") == "initial" and "initial" in suggestion.info:
+            self._origin[trial_id] = {"initial": int(suggestion.info["initial"])}
+        else:
+            self._origin[trial_id] = {"graph": suggestion.architecture.to_dict()}
+        self.pending[trial_id] = suggestion
+        self._seen.add(suggestion.architecture.canonical_hash())
+        self._on_suggest(trial_id, suggestion)
+
+    @abstractmethod
+    def _propose(self, trial_id: int) -> Suggestion | None:
+        """The strategy's own choice once the initial architectures are out."""
+
+    def _on_observe(self, observation: Observation) -> None:
+        """Hook: a trial was observed."""
+        return
+
+    def _on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
+        """Hook: a suggestion became pending."""
+        return
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    @property
+    def trained(self) -> list[Observation]:
+        """Successful observations, by trial id."""
+        return [self.observations[t] for t in sorted(self.observations) if self.observations[t].ok]
+
+    def best(self) -> Observation | None:
+        """The successful observation with the highest metric (the earliest trial on ties)."""
+        trained = self.trained
+        return max(trained, key=lambda o: (o.metric, -o.trial_id)) if trained else None
+
+    def is_seen(self, graph: Graph | str) -> bool:
+        """Whether an architecture (or canonical hash) was observed or is pending."""
+        return (graph if isinstance(graph, str) else graph.canonical_hash()) in self._seen
+
+    def _mutate(self, parent: Observation, rng: np.random.Generator, n_ops: int = 1, tries: int = 32,
+                reason: str = "mutation") -> Suggestion | None:
+        """A child of ``parent`` by ``n_ops`` random morphisms that is not seen yet (longer chains if needed)."""
+        for length in (n_ops, n_ops + 1, n_ops + 2):
+            for _ in range(tries):
+                graph, ops = parent.architecture, []
+                try:
+                    for _ in range(length):
+                        graph, op = random_morph(graph, rng, noise=self.noise, limits=self.limits)
+                        ops.append(op)
+                except MorphismError:
+                    continue
+                if not self.is_seen(graph):
+                    return Suggestion(graph, parent.trial_id, tuple(ops), True,
+                                      {"strategy": self.name, "reason": reason})
+        return None
+
+    # ------------------------------------------------------------------ state
+    def _rebuild(self, origin: dict[str, Any]) -> Graph:
+        """The architecture an origin record describes (see ``state_dict``)."""
+        if "initial" in origin:
+            return self.initial[int(origin["initial"])]
+        if "parent" in origin:
+            parent = self.observations[int(origin["parent"])].architecture
+            return replay(parent, origin["ops"], limits=_NO_LIMITS)
+        return Graph.from_dict(origin["graph"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state: enough for ``load_state_dict`` to continue exactly where this strategy is.
+
+        Architectures are stored compactly: an initial one by its position, a morphed one as its parent trial
+        and ops (replayed on load, which rebuilds it exactly), anything else as its full JSON.
+        """
+        return {
+            "strategy": self.name,
+            "version": STATE_VERSION,
+            "seed": self.seed,
+            "initial": [g.canonical_hash() for g in self.initial],
+            "next_initial": self._next_initial,
+            "rng": self.rng.bit_generator.state,
+            "limits": None if self.limits is None else asdict(self.limits),
+            "observations": [{"trial_id": o.trial_id, "metric": o.metric, "status": o.status,
+                              "architecture": self._origin[o.trial_id]} for o in self.observations.values()],
+            "pending": [{"trial_id": t, "parent": s.parent, "ops": [op.to_dict() for op in s.ops],
+                         "inherit_weights": s.inherit_weights, "info": s.info, "architecture": self._origin[t]}
+                        for t, s in self.pending.items()],
+            "extra": self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()`` output into a strategy built with the same arguments."""
+        if state.get("strategy") != self.name:
+            raise ValueError(f"state of strategy {state.get('strategy')!r} cannot load into {self.name!r}")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"strategy state version {state.get('version')!r} is not {STATE_VERSION}")
+        if state.get("initial") != [g.canonical_hash() for g in self.initial]:
+            raise ValueError("the state was saved with other initial architectures than this strategy's")
+        self.seed = int(state["seed"])
+        self._reset()
+        self.limits = None if state.get("limits") is None else Limits(**state["limits"])
+        self._next_initial = int(state["next_initial"])
+        for entry in state["observations"]:
+            tid = int(entry["trial_id"])
+            origin = entry["architecture"]
+            graph = self._rebuild(origin)
+            self._origin[tid] = origin
+            self.observations[tid] = Observation(tid, graph, entry["metric"], entry["status"])
+            self._seen.add(graph.canonical_hash())
+            self._on_observe(self.observations[tid])
+        for entry in state["pending"]:
+            suggestion = Suggestion(self._rebuild(entry["architecture"]), entry["parent"],
+                                    tuple(Op.from_dict(o) for o in entry["ops"]), bool(entry["inherit_weights"]),
+                                    dict(entry["info"]))
+            self._register_pending(int(entry["trial_id"]), suggestion)
+        self._load_extra_state(state.get("extra", {}))
+        self.rng.bit_generator.state = state["rng"]
+
+    def _extra_state(self) -> dict[str, Any]:
+        """Strategy-specific JSON-able state (beyond what observations and pending trials determine)."""
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Restore ``_extra_state()`` output (called after observations and pending trials are replayed)."""
+        return

@@ -1,0 +1,124 @@
+"""The method: Bayesian optimization over network morphisms (Auto-Keras), and its ``bo-scratch`` ablation.
+
+Each suggestion fits the GP (edit-distance kernel) to the successful trials, conditions it on a fantasy value
+for every pending trial (``believer``: the posterior mean, the kriging believer; ``liar-min`` / ``liar-mean`` /
+``liar-max``: a constant liar), and runs the tree-structured annealing from the trained models to find the
+child with the best acquisition. The winner is returned as (trained parent, ops), to be trained from the
+parent's weights; ``bo-scratch`` makes the same choices but trains each one from scratch.
+
+Failed trials are never re-suggested and never enter the GP. When the annealing finds no unseen child (a
+tiny space, or all children pending), a random unseen mutation of the best model is suggested instead and
+the suggestion's ``info`` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from morphnas.graph.graph import Graph
+from morphnas.graph.morphisms import DEFAULT_NOISE, Limits
+from morphnas.searcher.acquisition import make_acquisition
+from morphnas.searcher.cache import ArchitectureCache
+from morphnas.searcher.gp import ArchitectureGP, Posterior
+from morphnas.searcher.optimizer import Root, TreeAnnealer
+from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion
+
+FANTASIES = ("believer", "liar-min", "liar-mean", "liar-max")
+
+
+class BayesianSearch(Strategy):
+    """GP + acquisition + tree annealing over morphisms; weights inherited from the parent.
+
+    ``kernel`` / ``acquisition``: registered names (options in the ``*_options`` dicts); ``lam``: weight of
+    the skip term of the edit distance; ``fantasy``: how pending trials enter the GP; ``annealing``: options
+    of ``TreeAnnealer`` (``t_start``, ``cooling``, ``t_min``, ``n_children``, ``n_attempts``, ``time_limit``).
+    """
+
+    name = "bayesian"
+    inherit_weights = True
+
+    def __init__(self, initial: Sequence[Graph], seed: int = 0, limits: Limits | None = None,
+                 noise: float = DEFAULT_NOISE, kernel: str = "bourgain", kernel_options: dict[str, Any] | None = None,
+                 acquisition: str = "ucb", acquisition_options: dict[str, Any] | None = None, lam: float = 1.0,
+                 fantasy: str = "believer", fit_steps: int = 50, annealing: dict[str, Any] | None = None) -> None:
+        if fantasy not in FANTASIES:
+            raise ValueError(f"unknown fantasy {fantasy!r}; valid names: {', '.join(FANTASIES)}")
+        self.kernel_name = kernel
+        self.kernel_options = {"seed": seed, **(kernel_options or {})} if kernel == "bourgain" else dict(
+            kernel_options or {})
+        self.acquisition = make_acquisition(acquisition, **(acquisition_options or {}))
+        self.lam = float(lam)
+        self.fantasy = fantasy
+        self.fit_steps = int(fit_steps)
+        self.annealing = dict(annealing or {})
+        TreeAnnealer(**self.annealing)  # fail early on bad options
+        from morphnas.searcher.kernels import KERNELS
+
+        KERNELS.get(kernel)  # fail early on an unknown kernel name
+        super().__init__(initial, seed, limits, noise)
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.cache = ArchitectureCache(lam=self.lam)
+        self.gp: ArchitectureGP | None = None
+        self.last_stats: dict[str, Any] = {}
+
+    def _on_observe(self, observation: Observation) -> None:
+        self.cache.add(observation.architecture)
+
+    def _on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
+        self.cache.add(suggestion.architecture)
+
+    def _fit(self) -> tuple[ArchitectureGP, float]:
+        trained = self.trained
+        idx = np.array([self.cache.add(o.architecture) for o in trained], dtype=np.int64)
+        y = np.array([o.metric for o in trained], dtype=np.float64)
+        gp = ArchitectureGP(self.cache, self.kernel_name, self.kernel_options, fit_steps=self.fit_steps)
+        gp.fit(idx, y)
+        pending = [self.cache.add(self.pending[t].architecture) for t in sorted(self.pending)]
+        if pending:
+            if self.fantasy == "believer":
+                fantasy = gp.predict(pending)[0]
+            else:
+                fantasy = np.full(len(pending), {"liar-min": y.min(), "liar-mean": y.mean(),
+                                                 "liar-max": y.max()}[self.fantasy])
+            gp.fit(np.concatenate([idx, pending]), np.concatenate([y, fantasy]), optimize=False)
+        return gp, float(y.max())
+
+    def _propose(self, trial_id: int) -> Suggestion | None:
+        trained = self.trained
+        if not trained:
+            return None
+        rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
+        gp, best = self._fit()
+        self.gp = gp
+        acquisition = self.acquisition
+
+        def score(indices: np.ndarray) -> tuple[np.ndarray, Posterior]:
+            post = gp.posterior(indices, full_cov=acquisition.needs_covariance)
+            return np.asarray(acquisition(post, best, rng), dtype=np.float64), post
+
+        roots = [Root(o.trial_id, o.architecture, self.cache.add(o.architecture)) for o in trained]
+        annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
+        proposal = annealer.optimize(self.cache, roots, score, rng)
+        self.last_stats = {} if proposal is None else dict(proposal.stats)
+        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters)}
+        if proposal is None:
+            fallback = self._mutate(self.best() or trained[0], rng, reason="fallback: annealing found no unseen child")
+            if fallback is None:
+                return None
+            return Suggestion(fallback.architecture, fallback.parent, fallback.ops, self.inherit_weights,
+                              {**info, **fallback.info})
+        info.update(reason="acquisition", acquisition=proposal.score, mean=proposal.mean, std=proposal.std,
+                    annealing=dict(proposal.stats))
+        return Suggestion(proposal.graph, proposal.parent, proposal.ops, self.inherit_weights, info)
+
+
+class BOScratch(BayesianSearch):
+    """The paper's ablation: the same Bayesian choices, each architecture trained from scratch."""
+
+    name = "bo-scratch"
+    inherit_weights = False
