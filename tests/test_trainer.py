@@ -192,7 +192,7 @@ def test_time_limit(small) -> None:
     [
         {"amp": "bf16"},
         {"amp": "fp16"},  # exercises the GradScaler path (on CPU here; on CUDA in real runs)
-        {"optimizer": "adam", "lr": 3e-3, "schedule": "constant"},
+        {"optimizer": "adam", "lr": 3e-3, "schedule": "constant", "channels_last": True},
         {"optimizer": "adamw", "lr": 3e-3, "schedule": "onecycle", "cutout": 8, "label_smoothing": 0.1},
     ],
 )
@@ -200,6 +200,13 @@ def test_precisions_optimizers_and_schedules_train(small, cfg: dict) -> None:
     result = small_trainer(small, max_epochs=1, **cfg).fit(tiny_cnn(), seed=0)
     assert result.status == "ok", result.reason
     assert result.best_metric > 0.15 and math.isfinite(result.history[0].train_loss)
+
+
+def test_channels_last_survives_augmentation(small) -> None:
+    trainer = small_trainer(small, channels_last=True, cutout=4)
+    params = trainer.augmentation.sample(8, 28, 28, torch.Generator().manual_seed(0))
+    x = trainer._batch(small[0].x[:8], params)
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32
 
 
 def test_resolve_amp_and_select_device() -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from morphnas.trainer.augment import Augmentation, Normalizer
+from morphnas.trainer.augment import Augmentation, AugmentParams, Normalizer
 from morphnas.trainer.datasets import ImageDataset, ImageSplit
 
 __all__ = [
@@ -299,8 +299,11 @@ class Trainer:
         train, val = data.split_validation(val_fraction, seed)
         return cls(train, val, config, device=device, n_classes=data.n_classes, flip_default=data.flip_ok)
 
-    def _batch(self, x: torch.Tensor) -> torch.Tensor:
+    def _batch(self, x: torch.Tensor, aug: AugmentParams | None = None) -> torch.Tensor:
+        """Normalise (and augment, given parameters) a raw batch; channels-last last, so ops cannot undo it."""
         x = self.normalizer(x)
+        if aug is not None:
+            x = self.augmentation(x, aug)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
@@ -391,7 +394,7 @@ class Trainer:
             correct = torch.zeros((), dtype=torch.int64, device=dev)
             for i in range(steps):
                 idx = perm[i * bs : (i + 1) * bs]
-                x = self.augmentation(self._batch(self._x[idx]), aug.slice(i * bs, (i + 1) * bs))
+                x = self._batch(self._x[idx], aug.slice(i * bs, (i + 1) * bs))
                 y = self._y[idx]
                 for group in opt.param_groups:
                     group["lr"] = lrs[step]
