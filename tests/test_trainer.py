@@ -6,6 +6,7 @@ import copy
 import itertools
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -87,8 +88,37 @@ def test_same_seed_same_metrics_and_global_rng_untouched(small) -> None:
     assert torch.equal(torch.get_rng_state(), before)
     metrics = [[(h.train_loss, h.train_accuracy, h.val_loss, h.val_accuracy) for h in r.history] for r in runs]
     assert metrics[0] == metrics[1]
+    module = tiny_cnn(dropout=0.3)
+    trainer.fit(module, seed=5)
+    assert all("forward" not in m.__dict__ for m in module.modules())  # seeded dropout is undone after fit
     other = trainer.fit(tiny_cnn(dropout=0.3), seed=6)
     assert [h.train_loss for h in other.history] != [m[0] for m in metrics[0]]
+
+
+def test_fit_in_a_thread_leaves_the_drivers_global_rng_alone(small) -> None:
+    trainer = small_trainer(small, max_epochs=2)
+    gen_state = torch.get_rng_state()
+    expected = torch.rand(1000)
+    torch.set_rng_state(gen_state)
+    mid_fit, drawn_event = threading.Event(), threading.Event()
+
+    def pause_after_epoch_1(record: EpochRecord, module: nn.Module) -> None:
+        if record.epoch == 1:
+            mid_fit.set()
+            drawn_event.wait(30)
+
+    box: dict[str, object] = {}
+    worker = threading.Thread(
+        target=lambda: box.setdefault("r", trainer.fit(tiny_cnn(dropout=0.5), seed=1, callback=pause_after_epoch_1))
+    )
+    worker.start()
+    assert mid_fit.wait(60)
+    drawn = torch.rand(1000)  # the driver uses the global RNG while the trial is half-way through
+    drawn_event.set()
+    worker.join()
+    assert torch.equal(drawn, expected) and box["r"].status == "ok"
+    alone = trainer.fit(tiny_cnn(dropout=0.5), seed=1)
+    assert [h.train_loss for h in alone.history] == [h.train_loss for h in box["r"].history]
 
 
 def test_early_stopping_stops_and_restores_best_weights(small) -> None:

@@ -222,22 +222,49 @@ def _lr_factors(schedule: str, total_steps: int) -> list[float]:
     return [float(v) for v in f]
 
 
-@contextlib.contextmanager
-def _seeded_default_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run with torch's default generators forked and set from `seed`, restored afterwards.
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
-    Ops like dropout cannot take a generator; forking makes them reproducible without changing the caller's
-    global RNG state (not thread-safe: run parallel trials in processes, as the executors do).
+
+def _dropout_forward(module: nn.Module, gen: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The forward of a dropout module, drawing its mask from `gen` (element-wise, or per channel for DropoutNd)."""
+    p = float(module.p)
+    per_channel = type(module) is not nn.Dropout
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not module.training or p == 0.0:
+            return x
+        if p == 1.0:
+            return torch.zeros_like(x)
+        shape = (*x.shape[:2], *([1] * (x.ndim - 2))) if per_channel and x.ndim >= 3 else x.shape
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=gen)
+        return x * mask * (1.0 / (1.0 - p))
+
+    return forward
+
+
+@contextlib.contextmanager
+def _seeded_dropout(module: nn.Module, seed: int, device: torch.device) -> Iterator[None]:
+    """Make the module's `nn.Dropout*` layers draw from a local generator seeded from `seed`, while inside.
+
+    Dropout cannot be given a generator, and seeding torch's global one would change the caller's RNG state
+    (and race with a driver thread): instead each dropout layer's forward is replaced by one that takes its
+    mask from a local generator, and restored on exit. Randomness elsewhere (e.g. functional dropout inside
+    a custom module) still comes from the global generator and is not controlled here.
     """
-    devices: list[int] = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices, enabled=True):
-        # Seeds the forked copies only: fork_rng restores the caller's states on exit.
-        torch.default_generator.manual_seed(seed)
-        if devices:
-            torch.cuda.default_generators[devices[0]].manual_seed(seed)
+    patched = [m for m in module.modules() if isinstance(m, _DROPOUTS)]
+    gen = None
+    if patched:
+        try:
+            gen = torch.Generator(device=device).manual_seed((seed * 1_000_003 + 0x5EED) % 2**63)
+        except RuntimeError:  # a backend without device generators: dropout stays on the global generator
+            patched = []
+    for m in patched:
+        m.forward = _dropout_forward(m, gen)  # type: ignore[method-assign,arg-type]
+    try:
         yield
+    finally:
+        for m in patched:
+            m.__dict__.pop("forward", None)
 
 
 class _NonFinite(Exception):
@@ -329,7 +356,7 @@ class Trainer:
         best = _Best()
         status, reason, stopped_by = "ok", "", "max_epochs"
         try:
-            with _seeded_default_rng(seed, self.device):
+            with _seeded_dropout(module, seed, self.device):
                 stopped_by = self._fit(module, seed, callback, history, best, start)
         except _OOM_ERRORS:
             status, reason, stopped_by = "failed", "oom", "error"
