@@ -156,3 +156,16 @@ def test_flat_mlp_without_flatten():
     x = g.add_layer(Dense(5, 2), x)
     g.set_output(x)
     assert [t[0] for t in describe(g).layers] == ["dense", "relu", "dense"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 6), st.sampled_from(["add", "concat"])),
+                         max_size=8), min_size=1, max_size=6),
+       st.lists(st.tuples(st.integers(0, 9), st.integers(0, 6), st.sampled_from(["add", "concat"])), max_size=8))
+def test_vectorised_skip_matching_equals_the_reference(member_sets, probe):
+    # the cache matches one skip set against all interned sets at once (enumeration or Hungarian by size)
+    cache = ArchitectureCache()
+    ids = [cache._skipset_id(tuple(sorted(m))) for m in member_sets]
+    row = cache._set_row(tuple(sorted(probe)))
+    for sid, m in zip(ids, member_sets, strict=True):
+        assert row[sid] == pytest.approx(skips_distance(sorted(probe), sorted(m)), abs=1e-12)

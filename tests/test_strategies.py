@@ -151,3 +151,15 @@ def test_register_a_strategy():
         assert s.suggest(0).info["reason"] == "initial" and s.suggest(1) is None
     finally:
         STRATEGIES._items.pop("first-only")
+
+
+def test_warm_started_gp_fits_resume_exactly():
+    a = _make("bayesian", seed=4)
+    a.cold_fits_until = 1  # warm starts from the second fit on
+    _run(a, 4)
+    assert a.state_dict()["extra"]["warm"]  # the last fit's hyperparameters travel with the state
+    b = _make("bayesian", seed=4)
+    b.cold_fits_until = 1
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert _run(b, 2, start=4) == _run(a, 2, start=4)
+    assert b.gp.hyperparameters == a.gp.hyperparameters

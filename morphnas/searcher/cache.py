@@ -13,6 +13,8 @@ vocabulary with a precomputed substitution-cost table, each DP row is a gather p
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -71,6 +73,36 @@ def levenshtein_batch(a_tok: np.ndarray, a_len: np.ndarray, b_tok: np.ndarray, b
     return out
 
 
+def levenshtein_rows(a: np.ndarray, b_tok: np.ndarray, sub: np.ndarray, start: np.ndarray | None = None,
+                     i0: int = 0) -> np.ndarray:
+    """All DP rows of one sequence ``a`` against every (padded) ``b``: shape (len(a) + 1, n, width + 1).
+
+    Row ``i`` holds ``D(a[:i], b[:j])`` for every ``b`` and ``j`` (entries past a ``b``'s length are padding
+    garbage). With ``start`` (a row computed earlier for ``i0`` tokens) the DP continues from there.
+    """
+    n, lb = b_tok.shape
+    cols = np.arange(lb + 1, dtype=np.float64)
+    rows = np.empty((len(a) + 1, n, lb + 1))
+    rows[0] = np.broadcast_to(cols, (n, lb + 1)) if start is None else start
+    for i, tok in enumerate(a.tolist(), start=1):
+        prev, t = rows[i - 1], rows[i]
+        np.add(prev[:, :-1], sub[tok][b_tok], out=t[:, 1:])
+        np.minimum(t[:, 1:], prev[:, 1:] + 1.0, out=t[:, 1:])
+        t[:, 0] = i0 + i
+        t -= cols
+        np.minimum.accumulate(t, axis=1, out=t)
+        t += cols
+    return rows
+
+
+def _join(front: np.ndarray, back: np.ndarray, b_len: np.ndarray) -> np.ndarray:
+    """``min_j front[b, j] + back[b, len_b - j]``: the distance of a sequence split in two, for every ``b``."""
+    j = np.arange(front.shape[1])
+    idx = b_len[:, None] - j[None, :]
+    vals = np.take_along_axis(back, np.clip(idx, 0, None), axis=1)
+    return np.where(idx >= 0, front + vals, np.inf).min(axis=1)
+
+
 class ArchitectureCache:
     """Descriptors and pairwise edit distances of architectures, addressed by integer index.
 
@@ -96,13 +128,19 @@ class ArchitectureCache:
         self._sub = np.zeros((0, 0))
         # member token matrix, skip-set ids and distance matrices (capacity-doubled)
         self._tok = np.zeros((0, 0), dtype=np.int64)
+        self._tok_rev = np.zeros((0, 0), dtype=np.int64)  # each sequence reversed, left-aligned
         self._len = np.zeros(0, dtype=np.int64)
+        self._parent_tables: tuple[str, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._skipsets: dict[tuple[Skip, ...], int] = {}
         self._skipset_list: list[tuple[Skip, ...]] = []
         self._sid = np.zeros(0, dtype=np.int64)
-        self._skipmemo: dict[tuple[int, int], float] = {}
-        self._skiparrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._skipkinds: dict[str, int] = {}
+        self._set_u = np.zeros(0)
+        self._set_l = np.zeros(0)
+        self._set_k = np.zeros(0, dtype=np.int64)
+        self._set_bounds = np.zeros(1, dtype=np.int64)
+        self._row_memo: dict[tuple[Skip, ...], np.ndarray] = {}
+        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
         self._dl = np.zeros((0, 0))
         self._ds = np.zeros((0, 0))
         # scratch batch
@@ -143,78 +181,82 @@ class ArchitectureCache:
     def _tokens(self, desc: Descriptor) -> np.ndarray:
         return np.array([self._token_id(t) for t in desc.layers], dtype=np.int64)
 
-    def _skipset_id(self, skips: tuple[Skip, ...]) -> int:
-        sid = self._skipsets.get(skips)
-        if sid is None:
-            sid = len(self._skipset_list)
-            self._skipsets[skips] = sid
-            self._skipset_list.append(skips)
-        return sid
-
     def _arrays(self, skips: tuple[Skip, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes = [self._skipkinds.setdefault(s[2], len(self._skipkinds)) for s in skips]
         return (np.array([s[0] for s in skips], dtype=np.float64),
                 np.array([s[1] for s in skips], dtype=np.float64), np.array(codes, dtype=np.int64))
 
-    def _skip_arrays(self, sid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(start, length, kind code) arrays of member skip set ``sid``, built once."""
-        arrays = self._skiparrays.get(sid)
-        if arrays is None:
-            arrays = self._skiparrays[sid] = self._arrays(self._skipset_list[sid])
-        return arrays
+    def _skipset_id(self, skips: tuple[Skip, ...]) -> int:
+        """Intern a member's skip set; all interned sets are kept concatenated for vectorised matching."""
+        sid = self._skipsets.get(skips)
+        if sid is None:
+            sid = len(self._skipset_list)
+            self._skipsets[skips] = sid
+            self._skipset_list.append(skips)
+            u, length, k = self._arrays(skips)
+            self._set_u = np.concatenate([self._set_u, u])
+            self._set_l = np.concatenate([self._set_l, length])
+            self._set_k = np.concatenate([self._set_k, k])
+            self._set_bounds = np.append(self._set_bounds, self._set_bounds[-1] + len(skips))
+        return sid
 
-    def _skip_row(self, skips: tuple[Skip, ...], sid: int | None, others: np.ndarray) -> np.ndarray:
-        """Skip distances from ``skips`` (member skip set ``sid``, or None for a scratch entry: nothing is
-        memoised) to each member skip-set id in ``others``, vectorised over the sets.
+    def _skip_row(self, skips: tuple[Skip, ...], others: np.ndarray) -> np.ndarray:
+        """Skip distances from ``skips`` to each interned skip set in ``others`` (see ``_set_row``)."""
+        n_sets = len(self._skipset_list)
+        row = self._row_memo.get(skips)
+        if row is None or len(row) != n_sets:
+            if len(self._row_memo) > 4096:
+                self._row_memo.clear()
+            row = self._row_memo[skips] = self._set_row(skips)
+        return row[others]
 
-        One cost matrix against all skips of all the other sets at once; per set, the matching is free when
-        either side is empty or has one skip (a row or column minimum), else ``linear_sum_assignment``.
+    def _set_row(self, skips: tuple[Skip, ...]) -> np.ndarray:
+        """Optimal-matching skip distance from ``skips`` to EVERY interned skip set, vectorised.
+
+        One cost matrix against all interned skips at once. Per set: an empty side costs the other's size; a
+        side with one skip costs a row or column minimum; small sets (up to 2000 injective assignments) are
+        matched exactly by enumerating the assignments for all sets of that size together; larger ones by
+        ``linear_sum_assignment``. Plus 1 per unmatched skip.
         """
-        uniq, inverse = np.unique(others, return_inverse=True)
-        vals = np.empty(len(uniq))
-        todo = []
-        for k, other in enumerate(uniq.tolist()):
-            val = None
-            if sid is not None:
-                val = self._skipmemo.get((sid, other) if sid <= other else (other, sid))
-            if val is None:
-                todo.append(k)
+        sizes = np.diff(self._set_bounds)
+        na = len(skips)
+        res = np.abs(sizes - na).astype(np.float64)
+        if na == 0 or not len(sizes):
+            return res
+        ua, la, ka = self._arrays(skips)
+        ub, lb, kb = self._set_u, self._set_l, self._set_k
+        den = np.maximum(ua[:, None], ub[None, :]) + np.maximum(la[:, None], lb[None, :])
+        num = np.abs(ua[:, None] - ub[None, :]) + np.abs(la[:, None] - lb[None, :])
+        cost = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        cost[ka[:, None] != kb[None, :]] = 1.0
+        starts = self._set_bounds[:-1]
+        for nb in np.unique(sizes[sizes > 0]).tolist():
+            sel = np.flatnonzero(sizes == nb)
+            cols = starts[sel][:, None] + np.arange(nb)[None, :]  # (G, nb)
+            blocks = np.moveaxis(cost[:, cols], 0, 1)  # (G, na, nb)
+            if na == 1 or nb == 1:
+                best = blocks.reshape(len(sel), -1).min(axis=1)
             else:
-                vals[k] = val
-        if todo:
-            ua, la, ka = self._skip_arrays(sid) if sid is not None else self._arrays(skips)
-            parts = [self._skip_arrays(int(uniq[k])) for k in todo]
-            sizes = np.array([len(p[0]) for p in parts], dtype=np.int64)
-            na = len(ua)
-            if na == 0 or sizes.sum() == 0:
-                res = np.maximum(sizes, na).astype(np.float64)
-            else:
-                ub, lb, kb = (np.concatenate([p[j] for p in parts]) for j in range(3))
-                den = np.maximum(ua[:, None], ub[None, :]) + np.maximum(la[:, None], lb[None, :])
-                num = np.abs(ua[:, None] - ub[None, :]) + np.abs(la[:, None] - lb[None, :])
-                cost = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-                cost[ka[:, None] != kb[None, :]] = 1.0
-                res = np.empty(len(todo))
-                bounds = np.concatenate([[0], np.cumsum(sizes)])
-                for j in range(len(todo)):
-                    nb = int(sizes[j])
-                    if nb == 0:
-                        res[j] = na
-                        continue
-                    block = cost[:, bounds[j]: bounds[j + 1]]
-                    if na == 1 or nb == 1:
-                        res[j] = block.min() + abs(na - nb)
+                small, big = min(na, nb), max(na, nb)
+                if math.perm(big, small) <= 2000:
+                    perms = self._perms(big, small)
+                    if na <= nb:
+                        best = blocks[:, np.arange(na)[None, :], perms].sum(-1).min(axis=1)
                     else:
+                        best = blocks[:, perms, np.arange(nb)[None, :]].sum(-1).min(axis=1)
+                else:
+                    best = np.empty(len(sel))
+                    for g, block in enumerate(blocks):
                         r, c = linear_sum_assignment(block)
-                        res[j] = block[r, c].sum() + abs(na - nb)
-                same = np.array([self._skipset_list[int(uniq[k])] == skips for k in todo])
-                res[same] = 0.0
-            for j, k in enumerate(todo):
-                vals[k] = res[j]
-                if sid is not None:
-                    other = int(uniq[k])
-                    self._skipmemo[(sid, other) if sid <= other else (other, sid)] = float(res[j])
-        return vals[inverse]
+                        best[g] = block[r, c].sum()
+            res[sel] += best
+        return res
+
+    def _perms(self, big: int, small: int) -> np.ndarray:
+        key = (big, small)
+        if key not in self._perm_cache:
+            self._perm_cache[key] = np.array(list(itertools.permutations(range(big), small)), dtype=np.int64)
+        return self._perm_cache[key]
 
     @staticmethod
     def _pad(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -229,9 +271,10 @@ class ArchitectureCache:
         if n > cap or length > lcap:
             new_cap = max(n, cap if n <= cap else max(16, 2 * cap))
             new_l = max(length, lcap if length <= lcap else max(16, 2 * lcap))
-            tok = np.zeros((new_cap, new_l), dtype=np.int64)
-            tok[:cap, :lcap] = self._tok
-            self._tok = tok
+            for name in ("_tok", "_tok_rev"):
+                tok = np.zeros((new_cap, new_l), dtype=np.int64)
+                tok[:cap, :lcap] = getattr(self, name)
+                setattr(self, name, tok)
         if n > self._dl.shape[0]:
             new_cap = max(16, 2 * self._dl.shape[0], n)
             for name in ("_dl", "_ds"):
@@ -242,14 +285,13 @@ class ArchitectureCache:
             self._len = np.concatenate([self._len, np.zeros(new_cap - len(self._len), dtype=np.int64)])
             self._sid = np.concatenate([self._sid, np.zeros(new_cap - len(self._sid), dtype=np.int64)])
 
-    def _rows_to_members(self, tokens: Sequence[np.ndarray], skips: Sequence[tuple[Skip, ...]],
-                         sids: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    def _rows_to_members(self, tokens: Sequence[np.ndarray], skips: Sequence[tuple[Skip, ...]]
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """(layers, skips) distances of new descriptors to all current members, in one batch."""
         n = len(self)
         a_tok, a_len = self._pad(tokens)
         dl = levenshtein_batch(a_tok, a_len, self._tok[:n], self._len[:n], self._sub)
-        ds = (np.stack([self._skip_row(sk, sid, self._sid[:n]) for sk, sid in zip(skips, sids, strict=True)])
-              if n else np.zeros((len(skips), 0)))
+        ds = np.stack([self._skip_row(sk, self._sid[:n]) for sk in skips]) if n else np.zeros((len(skips), 0))
         return dl, ds
 
     # ------------------------------------------------------------------ members
@@ -262,13 +304,15 @@ class ArchitectureCache:
         if key in self._index:
             return self._index[key]
         self.clear_scratch()
+        self._parent_tables = None
         desc = describe(graph, self.kinds, key)
         tokens = self._tokens(desc)
         sid = self._skipset_id(desc.skips)
-        dl, ds = self._rows_to_members([tokens], [desc.skips], [sid])
+        dl, ds = self._rows_to_members([tokens], [desc.skips])
         n = len(self)
         self._grow(n + 1, len(tokens))
         self._tok[n, : len(tokens)] = tokens
+        self._tok_rev[n, : len(tokens)] = tokens[::-1]
         self._len[n] = len(tokens)
         self._sid[n] = sid
         self._dl[n, :n] = self._dl[:n, n] = dl[0]
@@ -311,23 +355,69 @@ class ArchitectureCache:
         return store[name]
 
     # ------------------------------------------------------------------ scratch
-    def set_scratch(self, graphs: Sequence[Graph], keys: Sequence[str] | None = None) -> np.ndarray:
+    def set_scratch(self, graphs: Sequence[Graph], keys: Sequence[str] | None = None,
+                    parent: Graph | None = None, parent_key: str = "") -> np.ndarray:
         """Give ``graphs`` the temporary indices ``len(self)...``, replacing the previous scratch batch.
 
-        ``keys``: their canonical hashes, when the caller has them already.
+        ``keys``: their canonical hashes, when the caller has them already. ``parent``: an architecture they
+        are all close to (the optimizer's expanded node): its DP tables against the members are computed once
+        and each child's layer distances are spliced from them (exact, see ``_spliced``).
         """
         self.clear_scratch()
         if keys is not None and len(keys) != len(graphs):
             raise ValueError(f"{len(graphs)} graphs but {len(keys)} keys")
         descs = [describe(g, self.kinds, None if keys is None else keys[k]) for k, g in enumerate(graphs)]
         tokens = [self._tokens(d) for d in descs]
-        self._scratch_dl, self._scratch_ds = self._rows_to_members(tokens, [d.skips for d in descs],
-                                                                   [None] * len(descs))
+        skips = [d.skips for d in descs]
+        if parent is not None and len(self) and graphs:
+            dl = self._spliced(parent, parent_key, tokens)
+            ds = np.stack([self._skip_row(sk, self._sid[: len(self)]) for sk in skips])
+            self._scratch_dl, self._scratch_ds = dl, ds
+        else:
+            self._scratch_dl, self._scratch_ds = self._rows_to_members(tokens, skips)
         self._scratch_desc = descs
         self._scratch_graphs = list(graphs)
         self._scratch_features = [{} for _ in graphs]
         self._scratch_tokens = tokens
         return np.arange(len(self), len(self) + len(graphs))
+
+    def _spliced(self, parent: Graph, parent_key: str, children: Sequence[np.ndarray]) -> np.ndarray:
+        """Layer distances of ``children`` to all members, spliced from ``parent``'s DP tables.
+
+        A child is the parent's tokens with a middle part replaced: ``c = P[:k] + X + P[Lp-s:]``. Then
+        ``d(c, b) = min_j D(P[:k] + X, b[:j]) + D(P[Lp-s:], b[j:])``: the first term continues the parent's
+        forward row ``k`` over ``X`` (usually 1-3 tokens), the second is row ``s`` of the parent's DP on the
+        reversed sequences. Exactly the full Levenshtein, at the cost of a few DP rows per child.
+        """
+        n = len(self)
+        key = parent_key or parent.canonical_hash()
+        tables = self._parent_tables
+        if tables is None or tables[0] != key or tables[1] != n:
+            idx = self._index.get(key)
+            desc = self._descriptors[idx] if idx is not None else describe(parent, self.kinds, key)
+            ptok = self._tokens(desc)
+            lb = int(self._len[:n].max())
+            forward = levenshtein_rows(ptok, self._tok[:n, :lb], self._sub)
+            backward = levenshtein_rows(ptok[::-1].copy(), self._tok_rev[:n, :lb], self._sub)
+            tables = self._parent_tables = (key, n, ptok, forward, backward)
+        _, _, ptok, forward, backward = tables
+        lb = forward.shape[2] - 1
+        b_len = self._len[:n]
+        out = np.empty((len(children), n))
+        lp = len(ptok)
+        for r, ctok in enumerate(children):
+            lc = len(ctok)
+            k = 0
+            while k < min(lp, lc) and ptok[k] == ctok[k]:
+                k += 1
+            s = 0
+            while s < min(lp, lc) - k and ptok[lp - 1 - s] == ctok[lc - 1 - s]:
+                s += 1
+            middle = ctok[k: lc - s]
+            front = forward[k] if not len(middle) else levenshtein_rows(
+                middle, self._tok[:n, :lb], self._sub, start=forward[k], i0=k)[-1]
+            out[r] = _join(front, backward[s], b_len)
+        return out
 
     def clear_scratch(self) -> None:
         """Forget the scratch batch."""

@@ -1,18 +1,19 @@
 """An exact GP over architectures (GPyTorch): hyperparameters by marginal likelihood, fast cached prediction.
 
 Targets are standardised; the constant mean, the kernel's lengthscale (if it has one), the outputscale and the
-noise are fitted by a fixed number of Adam steps on the exact marginal log-likelihood, from the same starting
-point every time, so a fit is a deterministic function of the data. After the fit the posterior is kept as a
-Cholesky factor of ``K + σ²I`` (computed once, with jitter-and-retry: every observation is kept, a failed
-factorisation raises instead of dropping data) and predictions are two triangular solves, cheap enough to
-score thousands of candidate architectures inside the acquisition optimizer.
+noise are fitted by L-BFGS on the exact marginal log-likelihood (at most ``fit_steps`` iterations), from the
+same starting point every time, so a fit is a deterministic function of the data. After the fit the posterior
+is kept as a Cholesky factor of ``K + σ²I`` (computed once, with jitter-and-retry: every observation is kept,
+a failed factorisation raises instead of dropping data) and predictions are two triangular solves, cheap
+enough to score thousands of candidate architectures inside the acquisition optimizer.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,18 +53,38 @@ def robust_cholesky(matrix: np.ndarray, what: str = "kernel matrix") -> tuple[np
     """Lower Cholesky factor of ``matrix``, adding jitter (relative to its mean diagonal) only if needed."""
     scale = float(np.mean(np.diag(matrix))) if len(matrix) else 1.0
     scale = scale if np.isfinite(scale) and scale > 0 else 1.0
-    eye = np.eye(len(matrix))
+    tm = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float64))
+    eye = torch.eye(len(matrix), dtype=torch.float64)
     for jitter in JITTERS:
-        try:
-            factor = np.linalg.cholesky(matrix + jitter * scale * eye)
-        except np.linalg.LinAlgError:
+        factor, info = torch.linalg.cholesky_ex(tm + (jitter * scale) * eye if jitter else tm)
+        if int(info) != 0:
             continue
         if jitter > 1e-6:
             warnings.warn(f"{what} needed a jitter of {jitter:g} (relative) to factorise", RuntimeWarning,
                           stacklevel=3)
-        return factor, jitter * scale
+        return factor.numpy(), jitter * scale
     raise GPError(f"{what} ({len(matrix)}x{len(matrix)}) is not positive definite even with a relative jitter of "
                   f"{JITTERS[-1]:g}; no observation is dropped silently: check the kernel")
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads in the CALLING thread only (OpenMP's setting is per thread),
+    restoring the previous value; ``None`` leaves the setting alone.
+
+    The GP's matrices are small (n <= ~1000): threads buy nothing there, and when a trial trains at the same
+    time (the search chooses the next architecture while the current one trains) two spinning thread teams on
+    the same cores make each GP step ~25x slower (measured: docs/benchmarks.md, Searcher).
+    """
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class _IndexGP(gpytorch.models.ExactGP):
@@ -82,11 +103,12 @@ class ArchitectureGP:
 
     ``kernel``: a registered kernel name (options in ``kernel_options``) or an ``ArchitectureKernel``.
     ``noise``: a fixed noise variance in standardised units, or None to learn it (>= ``min_noise``).
+    ``threads``: torch threads for the GP's work in the calling thread (see ``torch_threads``; None: as is).
     """
 
     def __init__(self, cache: ArchitectureCache, kernel: str | ArchitectureKernel = "bourgain",
                  kernel_options: dict[str, Any] | None = None, noise: float | None = None,
-                 min_noise: float = 1e-6, fit_steps: int = 50, lr: float = 0.1) -> None:
+                 min_noise: float = 1e-6, fit_steps: int = 30, threads: int | None = 1) -> None:
         self.cache = cache
         if isinstance(kernel, ArchitectureKernel):
             self.kernel = kernel
@@ -98,7 +120,7 @@ class ArchitectureGP:
         self.noise = noise
         self.min_noise = float(min_noise)
         self.fit_steps = int(fit_steps)
-        self.lr = float(lr)
+        self.threads = threads
         self._x = np.zeros(0, dtype=np.int64)
         self._y = np.zeros(0)
         self._y_mean, self._y_std = 0.0, 1.0
@@ -118,9 +140,23 @@ class ArchitectureGP:
         return self._x.copy()
 
     def fit(self, indices: Sequence[int] | np.ndarray, y: Sequence[float] | np.ndarray,
-            optimize: bool = True) -> ArchitectureGP:
-        """Fit to metrics ``y`` of architectures ``indices`` (repeats allowed); ``optimize=False`` keeps the
-        current hyperparameters (used to condition on fantasy values)."""
+            optimize: bool = True, init: dict[str, list[float]] | None = None) -> ArchitectureGP:
+        """Fit to metrics ``y`` of architectures ``indices`` (repeats allowed).
+
+        ``optimize=False`` keeps the current hyperparameters (used to condition on fantasy values); ``init``
+        (``raw_hyperparameters()`` of an earlier fit) starts the optimisation there instead of the defaults.
+        """
+        with torch_threads(self.threads):
+            return self._fit(indices, y, optimize, init)
+
+    def raw_hyperparameters(self) -> dict[str, list[float]]:
+        """The fitted raw (unconstrained) parameters, JSON-able: a warm start for a later ``fit``."""
+        if self._model is None:
+            return {}
+        return {name: p.detach().reshape(-1).tolist() for name, p in self._model.named_parameters()}
+
+    def _fit(self, indices: Sequence[int] | np.ndarray, y: Sequence[float] | np.ndarray,
+             optimize: bool, init: dict[str, list[float]] | None) -> ArchitectureGP:
         x = np.asarray(indices, dtype=np.int64).ravel()
         yv = np.asarray(y, dtype=np.float64).ravel()
         if len(x) != len(yv):
@@ -140,6 +176,11 @@ class ArchitectureGP:
         yt = torch.from_numpy((yv - self._y_mean) / self._y_std)
         if self._model is None or optimize:
             self._model = self._new_model(xt, yt)
+            if init:
+                with torch.no_grad():
+                    for name, p in self._model.named_parameters():
+                        if name in init and len(init[name]) == p.numel():
+                            p.copy_(torch.tensor(init[name], dtype=p.dtype).reshape(p.shape))
             if optimize and len(x) > 1:
                 self._optimize()
         else:
@@ -163,27 +204,36 @@ class ArchitectureGP:
         return model
 
     def _optimize(self) -> None:
+        """L-BFGS (strong Wolfe line search) on the exact marginal log-likelihood, keeping the best point seen.
+
+        Measured against 50 Adam steps: the same optimum in ~17 evaluations instead of 50 (docs/benchmarks.md).
+        A failed Cholesky or a non-finite loss stops the search at the best hyperparameters found so far.
+        """
         model = self._model
         assert model is not None
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=self.lr)
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=self.fit_steps, max_eval=2 * self.fit_steps,
+                                line_search_fn="strong_wolfe")
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
         x, y = model.train_inputs[0], model.train_targets
-        best = (math.inf, [p.detach().clone() for p in params])
+        best: list[Any] = [math.inf, [p.detach().clone() for p in params]]
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = -mll(model(x), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError("non-finite marginal likelihood")
+            if loss.item() < best[0]:
+                best[0], best[1] = loss.item(), [p.detach().clone() for p in params]
+            loss.backward()
+            return loss
+
         with gpytorch.settings.max_cholesky_size(10**7), gpytorch.settings.cholesky_max_tries(6):
-            for _ in range(self.fit_steps):
-                opt.zero_grad()
-                try:
-                    loss = -mll(model(x), y)
-                except NotPSDError:
-                    break  # keep the best hyperparameters found so far
-                if not torch.isfinite(loss):
-                    break
-                if loss.item() < best[0]:
-                    best = (loss.item(), [p.detach().clone() for p in params])
-                loss.backward()
-                opt.step()
+            try:
+                opt.step(closure)
+            except (NotPSDError, FloatingPointError):
+                pass  # keep the best hyperparameters found so far
         with torch.no_grad():
             for p, v in zip(params, best[1], strict=True):
                 p.copy_(v)
@@ -215,6 +265,10 @@ class ArchitectureGP:
     # ------------------------------------------------------------------ prediction
     def posterior(self, indices: Sequence[int] | np.ndarray, full_cov: bool = False) -> Posterior:
         """Posterior mean and std (and covariance if ``full_cov``) of the metric at ``indices``."""
+        with torch_threads(self.threads):
+            return self._posterior(indices, full_cov)
+
+    def _posterior(self, indices: Sequence[int] | np.ndarray, full_cov: bool) -> Posterior:
         if self._chol is None or self._alpha is None:
             raise GPError("the GP is not fitted: call fit(indices, y) first")
         idx = np.asarray(indices, dtype=np.int64).ravel()
@@ -259,12 +313,12 @@ class ArchitectureGP:
 
 
 def _solve_lower(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from scipy.linalg import solve_triangular
-
-    return solve_triangular(chol, b, lower=True, check_finite=False)
+    tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float64))
+    squeeze = tb.ndim == 1
+    out = torch.linalg.solve_triangular(torch.from_numpy(chol), tb[:, None] if squeeze else tb, upper=False)
+    return (out[:, 0] if squeeze else out).numpy()
 
 
 def _cho_solve(chol: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from scipy.linalg import cho_solve
-
-    return cho_solve((chol, True), b, check_finite=False)
+    tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float64))[:, None]
+    return torch.cholesky_solve(tb, torch.from_numpy(chol), upper=False)[:, 0].numpy()

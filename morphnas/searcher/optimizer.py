@@ -35,11 +35,12 @@ Scorer = Callable[[np.ndarray], tuple[np.ndarray, Posterior]]
 
 @dataclass(frozen=True)
 class Root:
-    """A trained architecture the search may start from: its trial id, graph and cache index."""
+    """A trained architecture the search may start from: its trial id, graph, cache index (and hash, if known)."""
 
     trial_id: int
     graph: Graph
     index: int
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class _Node:
     root: int = field(compare=False)
     ops: tuple[Op, ...] = field(compare=False)
     graph: Graph = field(compare=False)
+    key: str = field(compare=False, default="")
 
 
 class TreeAnnealer:
@@ -83,11 +85,11 @@ class TreeAnnealer:
         self.noise = float(noise)
         self.limits = limits
 
-    def _children(self, graph: Graph, rng: np.random.Generator) -> list[tuple[Graph, Op, str]]:
+    def _children(self, graph: Graph, key: str, rng: np.random.Generator) -> list[tuple[Graph, Op, str]]:
         """Up to ``n_children`` distinct one-op children from ``n_attempts`` random morphisms, with their
         canonical hashes (``morphisms.neighbours`` draws the same way but would make us hash twice)."""
         found: list[tuple[Graph, Op, str]] = []
-        keys = {graph.canonical_hash()}
+        keys = {key or graph.canonical_hash()}
         for _ in range(self.n_attempts):
             if len(found) >= self.n_children:
                 break
@@ -117,7 +119,7 @@ class TreeAnnealer:
         heap: list[_Node] = []
         counter = 0
         for r, v in zip(roots, root_values, strict=True):
-            heapq.heappush(heap, _Node(-float(v), counter, r.trial_id, (), r.graph))
+            heapq.heappush(heap, _Node(-float(v), counter, r.trial_id, (), r.graph, r.key))
             counter += 1
         seen: set[str] = set()
         best: tuple[float, _Node, float, float] | None = None
@@ -138,7 +140,7 @@ class TreeAnnealer:
             accept = math.exp(min((value - opt) / (t * scale), 1.0))
             if accept >= rng.random():
                 fresh, keys = [], []
-                for child, op, key in self._children(node.graph, rng):
+                for child, op, key in self._children(node.graph, node.key, rng):
                     if key in seen or key in cache:
                         skipped += 1
                         continue
@@ -146,7 +148,7 @@ class TreeAnnealer:
                     fresh.append((child, op))
                     keys.append(key)
                 if fresh:
-                    idx = cache.set_scratch([c for c, _ in fresh], keys)
+                    idx = cache.set_scratch([c for c, _ in fresh], keys, parent=node.graph, parent_key=node.key)
                     near = cache.min_distance_to_members(idx) < self.seen_tolerance
                     skipped += int(near.sum())
                     keep = np.flatnonzero(~near)
@@ -156,7 +158,7 @@ class TreeAnnealer:
                         for k, v, mu, sd in zip(keep.tolist(), values.tolist(), post.mean.tolist(),
                                                 post.std.tolist(), strict=True):
                             child, op = fresh[k]
-                            entry = _Node(-float(v), counter, node.root, (*node.ops, op), child)
+                            entry = _Node(-float(v), counter, node.root, (*node.ops, op), child, keys[k])
                             counter += 1
                             heapq.heappush(heap, entry)
                             if best is None or v > best[0]:

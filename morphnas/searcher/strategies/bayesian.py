@@ -39,11 +39,12 @@ class BayesianSearch(Strategy):
 
     name = "bayesian"
     inherit_weights = True
+    cold_fits_until = 64
 
     def __init__(self, initial: Sequence[Graph], seed: int = 0, limits: Limits | None = None,
                  noise: float = DEFAULT_NOISE, kernel: str = "bourgain", kernel_options: dict[str, Any] | None = None,
                  acquisition: str = "ucb", acquisition_options: dict[str, Any] | None = None, lam: float = 1.0,
-                 fantasy: str = "believer", fit_steps: int = 50, annealing: dict[str, Any] | None = None) -> None:
+                 fantasy: str = "believer", fit_steps: int = 30, annealing: dict[str, Any] | None = None) -> None:
         if fantasy not in FANTASIES:
             raise ValueError(f"unknown fantasy {fantasy!r}; valid names: {', '.join(FANTASIES)}")
         self.kernel_name = kernel
@@ -63,22 +64,37 @@ class BayesianSearch(Strategy):
     def _reset(self) -> None:
         super()._reset()
         self.cache = ArchitectureCache(lam=self.lam)
+        self._warm: dict[str, list[float]] = {}  # the last fit's raw hyperparameters (a warm start)
+        self._last_cold = 0  # training-set size at the last cold-started fit
+        self._index: dict[int, int] = {}  # trial id -> cache index
+        self._keys: dict[int, str] = {}  # trial id -> canonical hash
         self.gp: ArchitectureGP | None = None
         self.last_stats: dict[str, Any] = {}
 
     def _on_observe(self, observation: Observation) -> None:
-        self.cache.add(observation.architecture)
+        key = observation.architecture.canonical_hash()
+        self._keys[observation.trial_id] = key
+        self._index[observation.trial_id] = self.cache.add(observation.architecture, key)
 
     def _on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
-        self.cache.add(suggestion.architecture)
+        key = suggestion.architecture.canonical_hash()
+        self._keys[trial_id] = key
+        self._index[trial_id] = self.cache.add(suggestion.architecture, key)
 
     def _fit(self) -> tuple[ArchitectureGP, float]:
         trained = self.trained
-        idx = np.array([self.cache.add(o.architecture) for o in trained], dtype=np.int64)
+        idx = np.array([self._index[o.trial_id] for o in trained], dtype=np.int64)
         y = np.array([o.metric for o in trained], dtype=np.float64)
         gp = ArchitectureGP(self.cache, self.kernel_name, self.kernel_options, fit_steps=self.fit_steps)
-        gp.fit(idx, y)
-        pending = [self.cache.add(self.pending[t].architecture) for t in sorted(self.pending)]
+        # A cold start (default hyperparameters) while fits are cheap and whenever the data has doubled since
+        # the last one; otherwise warm-start L-BFGS from the previous optimum (few evaluations), so the cost
+        # stays bounded at hundreds of observations. Both are in the state: a resumed search fits the same.
+        cold = len(y) <= self.cold_fits_until or len(y) >= 2 * self._last_cold
+        gp.fit(idx, y, init=None if cold else self._warm)
+        if cold:
+            self._last_cold = len(y)
+        self._warm = gp.raw_hyperparameters()
+        pending = [self._index[t] for t in sorted(self.pending)]
         if pending:
             if self.fantasy == "believer":
                 fantasy = gp.predict(pending)[0]
@@ -101,7 +117,7 @@ class BayesianSearch(Strategy):
             post = gp.posterior(indices, full_cov=acquisition.needs_covariance)
             return np.asarray(acquisition(post, best, rng), dtype=np.float64), post
 
-        roots = [Root(o.trial_id, o.architecture, self.cache.add(o.architecture)) for o in trained]
+        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id], self._keys[o.trial_id]) for o in trained]
         annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
         proposal = annealer.optimize(self.cache, roots, score, rng)
         self.last_stats = {} if proposal is None else dict(proposal.stats)
@@ -115,6 +131,14 @@ class BayesianSearch(Strategy):
         info.update(reason="acquisition", acquisition=proposal.score, mean=proposal.mean, std=proposal.std,
                     annealing=dict(proposal.stats))
         return Suggestion(proposal.graph, proposal.parent, proposal.ops, self.inherit_weights, info)
+
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"warm": self._warm, "last_cold": self._last_cold}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self._warm = {k: [float(v) for v in vals] for k, vals in extra.get("warm", {}).items()}
+        self._last_cold = int(extra.get("last_cold", 0))
 
 
 class BOScratch(BayesianSearch):
