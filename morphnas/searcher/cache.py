@@ -130,7 +130,8 @@ class ArchitectureCache:
         self._tok = np.zeros((0, 0), dtype=np.int64)
         self._tok_rev = np.zeros((0, 0), dtype=np.int64)  # each sequence reversed, left-aligned
         self._len = np.zeros(0, dtype=np.int64)
-        self._parent_tables: tuple[str, int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._parent_tables: tuple[tuple[LayerToken, ...], int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._signatures: set[tuple[tuple[LayerToken, ...], tuple[Skip, ...]]] = set()
         self._skipsets: dict[tuple[Skip, ...], int] = {}
         self._skipset_list: list[tuple[Skip, ...]] = []
         self._sid = np.zeros(0, dtype=np.int64)
@@ -318,6 +319,7 @@ class ArchitectureCache:
         self._dl[n, :n] = self._dl[:n, n] = dl[0]
         self._ds[n, :n] = self._ds[:n, n] = ds[0]
         self._descriptors.append(desc)
+        self._signatures.add(desc.signature)
         self._graphs.append(graph if graph.weights is None else graph.without_weights())
         self._features.append({})
         self._index[key] = n
@@ -355,22 +357,30 @@ class ArchitectureCache:
         return store[name]
 
     # ------------------------------------------------------------------ scratch
-    def set_scratch(self, graphs: Sequence[Graph], keys: Sequence[str] | None = None,
-                    parent: Graph | None = None, parent_key: str = "") -> np.ndarray:
+    def describe(self, graph: Graph) -> Descriptor:
+        """``graph``'s descriptor under this cache's sequence kinds, without its canonical hash (``key=""``)."""
+        return describe(graph, self.kinds, "")
+
+    def has_signature(self, descriptor: Descriptor) -> bool:
+        """Whether a member has the same descriptor (so is at distance 0 from it)."""
+        return descriptor.signature in self._signatures
+
+    def set_scratch(self, graphs: Sequence[Graph], descriptors: Sequence[Descriptor] | None = None,
+                    parent: Descriptor | None = None) -> np.ndarray:
         """Give ``graphs`` the temporary indices ``len(self)...``, replacing the previous scratch batch.
 
-        ``keys``: their canonical hashes, when the caller has them already. ``parent``: an architecture they
-        are all close to (the optimizer's expanded node): its DP tables against the members are computed once
-        and each child's layer distances are spliced from them (exact, see ``_spliced``).
+        ``descriptors``: theirs, when the caller has them already. ``parent``: the descriptor of an architecture
+        they are all close to (the optimizer's expanded node): its DP tables against the members are computed
+        once and each child's layer distances are spliced from them (exact, see ``_spliced``).
         """
         self.clear_scratch()
-        if keys is not None and len(keys) != len(graphs):
-            raise ValueError(f"{len(graphs)} graphs but {len(keys)} keys")
-        descs = [describe(g, self.kinds, None if keys is None else keys[k]) for k, g in enumerate(graphs)]
+        if descriptors is not None and len(descriptors) != len(graphs):
+            raise ValueError(f"{len(graphs)} graphs but {len(descriptors)} descriptors")
+        descs = list(descriptors) if descriptors is not None else [describe(g, self.kinds) for g in graphs]
         tokens = [self._tokens(d) for d in descs]
         skips = [d.skips for d in descs]
         if parent is not None and len(self) and graphs:
-            dl = self._spliced(parent, parent_key, tokens)
+            dl = self._spliced(parent, tokens)
             ds = np.stack([self._skip_row(sk, self._sid[: len(self)]) for sk in skips])
             self._scratch_dl, self._scratch_ds = dl, ds
         else:
@@ -381,7 +391,7 @@ class ArchitectureCache:
         self._scratch_tokens = tokens
         return np.arange(len(self), len(self) + len(graphs))
 
-    def _spliced(self, parent: Graph, parent_key: str, children: Sequence[np.ndarray]) -> np.ndarray:
+    def _spliced(self, parent: Descriptor, children: Sequence[np.ndarray]) -> np.ndarray:
         """Layer distances of ``children`` to all members, spliced from ``parent``'s DP tables.
 
         A child is the parent's tokens with a middle part replaced: ``c = P[:k] + X + P[Lp-s:]``. Then
@@ -390,16 +400,13 @@ class ArchitectureCache:
         reversed sequences. Exactly the full Levenshtein, at the cost of a few DP rows per child.
         """
         n = len(self)
-        key = parent_key or parent.canonical_hash()
         tables = self._parent_tables
-        if tables is None or tables[0] != key or tables[1] != n:
-            idx = self._index.get(key)
-            desc = self._descriptors[idx] if idx is not None else describe(parent, self.kinds, key)
-            ptok = self._tokens(desc)
+        if tables is None or tables[0] != parent.layers or tables[1] != n:
+            ptok = self._tokens(parent)
             lb = int(self._len[:n].max())
             forward = levenshtein_rows(ptok, self._tok[:n, :lb], self._sub)
             backward = levenshtein_rows(ptok[::-1].copy(), self._tok_rev[:n, :lb], self._sub)
-            tables = self._parent_tables = (key, n, ptok, forward, backward)
+            tables = self._parent_tables = (parent.layers, n, ptok, forward, backward)
         _, _, ptok, forward, backward = tables
         lb = forward.shape[2] - 1
         b_len = self._len[:n]

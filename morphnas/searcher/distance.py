@@ -58,6 +58,11 @@ class Descriptor:
     skips: tuple[Skip, ...]
     key: str
 
+    @property
+    def signature(self) -> tuple[tuple[LayerToken, ...], tuple[Skip, ...]]:
+        """What the distance sees, hashable: equal signatures are at distance 0."""
+        return self.layers, self.skips
+
     def to_dict(self) -> dict[str, object]:
         return {"layers": [[k, list(a)] for k, a in self.layers], "skips": [list(s) for s in self.skips],
                 "key": self.key}
@@ -95,7 +100,8 @@ def main_chain(graph: Graph, kinds: frozenset[str] = SEQUENCE_KINDS) -> list[int
 def describe(graph: Graph, kinds: frozenset[str] = SEQUENCE_KINDS, key: str | None = None) -> Descriptor:
     """The descriptor of ``graph``: main-chain layer tokens and skip connections (see module doc).
 
-    ``key``: the graph's canonical hash when the caller already has it (saves recomputing it).
+    ``key``: the graph's canonical hash when the caller already has it (saves recomputing it; ``""`` when the
+    caller does not need it).
     """
     chain = main_chain(graph, kinds)
     pos: dict[int, int] = {graph.input_node: 0}

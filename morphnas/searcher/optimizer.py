@@ -2,11 +2,12 @@
 
 A priority queue starts with every trained architecture. Each step pops the best node; with probability
 ``exp(min((value − best_child)/(T·scale), 1))`` it is expanded into up to ``n_children`` one-op children (from
-up to ``n_attempts`` random morphisms). Children already seen — equal canonical hash to a member of the cache
-(trained or pending) or to a child met before, or within ``seen_tolerance`` edit distance of a member — are
-skipped; the rest are scored by the acquisition and pushed. ``T`` starts at ``t_start`` and is multiplied by
-``cooling`` after each pop; the search stops below ``t_min``, at ``time_limit`` or when the queue is empty.
-The best-scoring child wins: its trained ancestor and the chain of ops from it.
+up to ``n_attempts`` random morphisms). Children already seen — within ``seen_tolerance`` edit distance of a
+member of the cache (trained or pending) or with the descriptor of a child met before (distance 0, which
+equal canonical hashes imply) — are skipped; the rest are scored by the acquisition and pushed. ``T`` starts
+at ``t_start`` and is multiplied by ``cooling`` after each pop; the search stops below ``t_min``, at
+``time_limit`` or when the queue is empty. The best-scoring child wins: its trained ancestor and the chain
+of ops from it.
 
 Two deliberate changes from the original: roots are ranked by their acquisition value like every other node
 (the original ranked them by their metric, another scale, so with many trained models it expanded only roots),
@@ -28,6 +29,7 @@ import numpy as np
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import DEFAULT_NOISE, Limits, MorphismError, Op, random_morph
 from morphnas.searcher.cache import ArchitectureCache
+from morphnas.searcher.distance import Descriptor
 from morphnas.searcher.gp import Posterior
 
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, Posterior]]
@@ -35,12 +37,11 @@ Scorer = Callable[[np.ndarray], tuple[np.ndarray, Posterior]]
 
 @dataclass(frozen=True)
 class Root:
-    """A trained architecture the search may start from: its trial id, graph, cache index (and hash, if known)."""
+    """A trained architecture the search may start from: its trial id, graph and cache index."""
 
     trial_id: int
     graph: Graph
     index: int
-    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class _Node:
     root: int = field(compare=False)
     ops: tuple[Op, ...] = field(compare=False)
     graph: Graph = field(compare=False)
-    key: str = field(compare=False, default="")
+    desc: Descriptor = field(compare=False)
 
 
 class TreeAnnealer:
@@ -85,11 +86,13 @@ class TreeAnnealer:
         self.noise = float(noise)
         self.limits = limits
 
-    def _children(self, graph: Graph, key: str, rng: np.random.Generator) -> list[tuple[Graph, Op, str]]:
-        """Up to ``n_children`` distinct one-op children from ``n_attempts`` random morphisms, with their
-        canonical hashes (``morphisms.neighbours`` draws the same way but would make us hash twice)."""
-        found: list[tuple[Graph, Op, str]] = []
-        keys = {key or graph.canonical_hash()}
+    def _children(self, cache: ArchitectureCache, graph: Graph, desc: Descriptor, rng: np.random.Generator
+                  ) -> list[tuple[Graph, Op, Descriptor]]:
+        """Up to ``n_children`` one-op children with distinct descriptors from ``n_attempts`` random morphisms
+        (drawn like ``morphisms.neighbours``; told apart by descriptor, which the distance needs anyway, instead
+        of canonical hashes, which cost as much as the morphism itself)."""
+        found: list[tuple[Graph, Op, Descriptor]] = []
+        sigs = {desc.signature}
         for _ in range(self.n_attempts):
             if len(found) >= self.n_children:
                 break
@@ -97,10 +100,10 @@ class TreeAnnealer:
                 child, op = random_morph(graph, rng, noise=self.noise, limits=self.limits, max_attempts=1)
             except MorphismError:
                 continue
-            key = child.canonical_hash()
-            if key not in keys:
-                keys.add(key)
-                found.append((child, op, key))
+            child_desc = cache.describe(child)
+            if child_desc.signature not in sigs:
+                sigs.add(child_desc.signature)
+                found.append((child, op, child_desc))
         return found
 
     def optimize(self, cache: ArchitectureCache, roots: Sequence[Root], score: Scorer,
@@ -119,9 +122,9 @@ class TreeAnnealer:
         heap: list[_Node] = []
         counter = 0
         for r, v in zip(roots, root_values, strict=True):
-            heapq.heappush(heap, _Node(-float(v), counter, r.trial_id, (), r.graph, r.key))
+            heapq.heappush(heap, _Node(-float(v), counter, r.trial_id, (), r.graph, cache.descriptor(r.index)))
             counter += 1
-        seen: set[str] = set()
+        seen: set[tuple] = set()
         best: tuple[float, _Node, float, float] | None = None
         t, pops, scored, skipped, stop = self.t_start, 0, 0, 0, "temperature"
         while True:
@@ -139,16 +142,16 @@ class TreeAnnealer:
             opt = -math.inf if best is None else best[0]
             accept = math.exp(min((value - opt) / (t * scale), 1.0))
             if accept >= rng.random():
-                fresh, keys = [], []
-                for child, op, key in self._children(node.graph, node.key, rng):
-                    if key in seen or key in cache:
+                fresh, descs = [], []
+                for child, op, desc in self._children(cache, node.graph, node.desc, rng):
+                    if desc.signature in seen or cache.has_signature(desc):
                         skipped += 1
                         continue
-                    seen.add(key)
+                    seen.add(desc.signature)
                     fresh.append((child, op))
-                    keys.append(key)
+                    descs.append(desc)
                 if fresh:
-                    idx = cache.set_scratch([c for c, _ in fresh], keys, parent=node.graph, parent_key=node.key)
+                    idx = cache.set_scratch([c for c, _ in fresh], descs, parent=node.desc)
                     near = cache.min_distance_to_members(idx) < self.seen_tolerance
                     skipped += int(near.sum())
                     keep = np.flatnonzero(~near)
@@ -158,7 +161,7 @@ class TreeAnnealer:
                         for k, v, mu, sd in zip(keep.tolist(), values.tolist(), post.mean.tolist(),
                                                 post.std.tolist(), strict=True):
                             child, op = fresh[k]
-                            entry = _Node(-float(v), counter, node.root, (*node.ops, op), child, keys[k])
+                            entry = _Node(-float(v), counter, node.root, (*node.ops, op), child, descs[k])
                             counter += 1
                             heapq.heappush(heap, entry)
                             if best is None or v > best[0]:

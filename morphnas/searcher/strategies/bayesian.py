@@ -13,6 +13,7 @@ the suggestion's ``info`` says so.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,19 +68,14 @@ class BayesianSearch(Strategy):
         self._warm: dict[str, list[float]] = {}  # the last fit's raw hyperparameters (a warm start)
         self._last_cold = 0  # training-set size at the last cold-started fit
         self._index: dict[int, int] = {}  # trial id -> cache index
-        self._keys: dict[int, str] = {}  # trial id -> canonical hash
         self.gp: ArchitectureGP | None = None
         self.last_stats: dict[str, Any] = {}
 
     def _on_observe(self, observation: Observation) -> None:
-        key = observation.architecture.canonical_hash()
-        self._keys[observation.trial_id] = key
-        self._index[observation.trial_id] = self.cache.add(observation.architecture, key)
+        self._index[observation.trial_id] = self.cache.add(observation.architecture)
 
     def _on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
-        key = suggestion.architecture.canonical_hash()
-        self._keys[trial_id] = key
-        self._index[trial_id] = self.cache.add(suggestion.architecture, key)
+        self._index[trial_id] = self.cache.add(suggestion.architecture)
 
     def _fit(self) -> tuple[ArchitectureGP, float]:
         trained = self.trained
@@ -109,7 +105,9 @@ class BayesianSearch(Strategy):
         if not trained:
             return None
         rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
+        start = time.perf_counter()
         gp, best = self._fit()
+        fit_seconds = time.perf_counter() - start
         self.gp = gp
         acquisition = self.acquisition
 
@@ -117,11 +115,12 @@ class BayesianSearch(Strategy):
             post = gp.posterior(indices, full_cov=acquisition.needs_covariance)
             return np.asarray(acquisition(post, best, rng), dtype=np.float64), post
 
-        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id], self._keys[o.trial_id]) for o in trained]
+        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id]) for o in trained]
         annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
         proposal = annealer.optimize(self.cache, roots, score, rng)
         self.last_stats = {} if proposal is None else dict(proposal.stats)
-        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters)}
+        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters),
+                                "seconds": {"gp_fit": fit_seconds, "total": time.perf_counter() - start}}
         if proposal is None:
             fallback = self._mutate(self.best() or trained[0], rng, reason="fallback: annealing found no unseen child")
             if fallback is None:
