@@ -132,7 +132,7 @@ def test_wider_propagates_through_concat_offsets_and_flatten():
     _assert_same_function(g, wider(g, 0, 2, noise=0.0, method="zero"))
 
 
-@pytest.mark.parametrize("kind", ["conv", "conv_block", "bn", "relu"])
+@pytest.mark.parametrize("kind", ["conv", "conv_bn", "conv_block", "bn", "relu"])
 def test_deeper_kinds_preserve_the_function(kind):
     g = randomized(SMALL["cnn"]())
     relu = g.layers_of_kind("relu")[0]

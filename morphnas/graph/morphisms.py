@@ -32,7 +32,7 @@ from morphnas.graph.layers import (
 )
 
 DEFAULT_NOISE = 1e-4
-DEEPER_KINDS = ("conv", "conv_block", "bn", "relu", "dense", "dense_block")
+DEEPER_KINDS = ("conv", "conv_bn", "conv_block", "bn", "relu", "dense", "dense_block")
 WIDER_METHODS = ("net2net", "zero")
 
 
@@ -164,6 +164,7 @@ def deeper(graph: Graph, layer: int, kind: str = "conv", kernel_size: int = 3, *
 
     ``kind``: ``conv`` (Dirac-initialised Conv of ``kernel_size`` 1, 3 or 5), ``bn`` (identity BatchNorm),
     ``relu`` (only where the input is already non-negative), ``dense`` (identity Dense, flat tensors),
+    ``conv_bn`` (identity Conv + BatchNorm, anywhere: the BatchNorm keeps deep inserted chains trainable),
     ``conv_block`` / ``dense_block`` (identity Conv+BN+ReLU / Dense+ReLU, where the input is non-negative).
     """
     spec = graph.check_layer(layer)
@@ -176,23 +177,25 @@ def deeper(graph: Graph, layer: int, kind: str = "conv", kernel_size: int = 3, *
         raise MorphismError(f"layer {layer} ({spec.describe()}) writes the network output; deepen before it")
     shape = graph.shape(node)
     image = len(shape) == 3
-    if kind in ("conv", "conv_block") and not image:
+    if kind in ("conv", "conv_bn", "conv_block") and not image:
         raise MorphismError(f"deeper {kind!r} needs a (C, H, W) tensor, layer {layer} outputs {shape}")
     if kind in ("dense", "dense_block") and image:
         raise MorphismError(f"deeper {kind!r} needs a flat tensor, layer {layer} outputs {shape}; use 'conv'")
     if kind in ("relu", "conv_block", "dense_block") and not graph.is_nonnegative(node):
         raise MorphismError(f"deeper {kind!r} after layer {layer} ({spec.describe()}) would not preserve the "
                             "function: its output can be negative (a ReLU fits only after a ReLU or a pool of one)")
-    if kind in ("conv", "conv_block") and kernel_size not in (1, 3, 5):
+    if kind in ("conv", "conv_bn", "conv_block") and kernel_size not in (1, 3, 5):
         raise MorphismError(f"deeper conv kernel_size must be 1, 3 or 5, got {kernel_size}")
     rng = np.random.default_rng(seed)
     w = graph.has_weights
     c = shape[0]
     chain: list[tuple[Layer, dict]] = []
-    if kind in ("conv", "conv_block"):
+    if kind in ("conv", "conv_bn", "conv_block"):
         chain.append(_identity_conv(c, kernel_size, rng, noise, w))
+        if kind != "conv":
+            chain.append(_identity_bn(c, 3, w))
         if kind == "conv_block":
-            chain += [_identity_bn(c, 3, w), (ReLU(), {})]
+            chain.append((ReLU(), {}))
     elif kind in ("dense", "dense_block"):
         chain.append(_identity_dense(c, rng, noise, w))
         if kind == "dense_block":
@@ -492,10 +495,10 @@ def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
         node = graph.layer_output[lid]
         image = len(graph.shape(node)) == 3
         nonneg = graph.is_nonnegative(node)
-        if rng.random() < 0.15:
+        if rng.random() < 0.1:
             kind = "bn"
-        elif image:
-            kind = "conv_block" if nonneg and rng.random() < 0.7 else "conv"
+        elif image:  # like Auto-Keras, insert conv blocks; a bare conv only rarely (deep linear chains diverge)
+            kind = "conv_block" if nonneg else ("conv_bn" if rng.random() < 0.8 else "conv")
         else:
             kind = "dense_block" if nonneg and rng.random() < 0.7 else "dense"
         kernel = int((1, 3, 5)[int(rng.integers(3))])

@@ -3,7 +3,7 @@
 ```
 run/
   config.json        resolved configuration, seed, versions, git hash if any
-  trials.sqlite      one row per trial (ops, status, metrics, times, strategy state snapshot)
+  trials.sqlite      one row per trial (ops, status, metrics, times) and the latest strategy state
   models/<id>/       architecture.json, weights.safetensors, checksum
   tb/                TensorBoard event files
   best.json          pointer to the best trial
@@ -88,8 +88,7 @@ _COLUMNS = [f.name for f in fields(TrialRecord)]
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
-    {", ".join(("id INTEGER PRIMARY KEY" if c == "id" else c) for c in _COLUMNS)},
-    state TEXT, state_seq INTEGER
+    {", ".join(("id INTEGER PRIMARY KEY" if c == "id" else c) for c in _COLUMNS)}
 );
 """
 
@@ -221,14 +220,18 @@ class RunDir:
 
     # ------------------------------------------------------------------ trials
     def put_trial(self, trial: TrialRecord, state: dict[str, Any] | None = None) -> None:
-        """Insert or replace a trial row and, in the same transaction, the strategy state after this event."""
+        """Insert or replace a trial row and, in the same transaction, the strategy state after this event.
+
+        Only the latest strategy state is kept (it already holds every observation), so the database grows
+        linearly with the number of trials.
+        """
         values = [json.dumps(v) if k in _JSON_FIELDS else v for k, v in asdict(trial).items()]
         values[_COLUMNS.index("inherit")] = int(trial.inherit)
         with self._transaction() as db:
-            seq = db.execute("SELECT COALESCE(MAX(state_seq), 0) + 1 FROM trials").fetchone()[0]
-            db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}, state, state_seq) "
-                       f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
-                       [*values, None if state is None else json.dumps(state), seq if state is not None else None])
+            db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(_COLUMNS))})", values)
+            if state is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('strategy_state', ?)", (json.dumps(state),))
 
     def _row_to_trial(self, row: tuple) -> TrialRecord:
         data = dict(zip(_COLUMNS, row, strict=False))
@@ -250,8 +253,7 @@ class RunDir:
 
     def latest_state(self) -> dict[str, Any] | None:
         """The strategy state saved with the most recent event, or None before any."""
-        row = self._db.execute("SELECT state FROM trials WHERE state IS NOT NULL "
-                               "ORDER BY state_seq DESC LIMIT 1").fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'strategy_state'").fetchone()
         return None if row is None else json.loads(row[0])
 
     # ------------------------------------------------------------------ models

@@ -36,6 +36,7 @@ __all__ = [
     "DownloadError",
     "ImageDataset",
     "ImageSplit",
+    "as_images",
     "dataset_search_dirs",
     "from_arrays",
     "from_torch_dataset",
@@ -290,6 +291,11 @@ def _as_labels(y: Any, what: str, n_expected: int | None = None) -> torch.Tensor
     if labels.min() < 0:
         raise ValueError(f"{what}: label {int(labels.min())} is negative; labels must be class indices ≥ 0")
     return torch.from_numpy(np.ascontiguousarray(labels))
+
+
+def as_images(x: Any, what: str = "images") -> torch.Tensor:
+    """Images in any accepted layout (N×H×W, N×C×H×W, N×H×W×C; numpy or torch) as an N×C×H×W tensor."""
+    return _as_images(x, what)
 
 
 def from_arrays(

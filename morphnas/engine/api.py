@@ -1,0 +1,181 @@
+"""The Python API: ``search``, ``resume``, ``Run`` (a run directory's results), and ``ImageClassifier``.
+
+    import morphnas
+    run = morphnas.search(dataset="fashion-mnist", strategy="bayesian", max_trials=20, out="runs/fm")
+    print(run.best.metric); run.export("exported/")
+
+    clf = morphnas.ImageClassifier(max_trials=10).fit(x_train, y_train)
+    clf.evaluate(x_test, y_test); clf.predict(x_test)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from morphnas.engine.config import SearchConfig
+from morphnas.engine.export import export as export_run
+from morphnas.engine.loop import Progress, create_search, open_search
+from morphnas.engine.results import classifier, compare, final_evaluation, report, retrain_final
+from morphnas.graph.graph import Graph
+from morphnas.storage.rundir import RunDir, TrialRecord
+from morphnas.trainer.datasets import ImageDataset, as_images, from_arrays
+
+
+class Run:
+    """A run directory, read: its trials, best model, report, final evaluation and export."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with _opened(self.path) as run:
+            self.config = dict(run.config)
+
+    @property
+    def trials(self) -> list[TrialRecord]:
+        with _opened(self.path) as run:
+            return run.trials()
+
+    @property
+    def best(self) -> TrialRecord | None:
+        done = [t for t in self.trials if t.status == "ok" and t.metric is not None]
+        return max(done, key=lambda t: (t.metric, -t.id)) if done else None
+
+    def model(self, trial: int | None = None) -> Graph:
+        """The trained graph of ``trial`` (default: the best)."""
+        with _opened(self.path) as run:
+            record = self.best if trial is None else run.trial(trial)
+            if record is None:
+                raise ValueError(f"{self.path} has no finished trial")
+            return run.load_model(record.id)
+
+    def classifier(self, trial: int | None = None, final: bool = False) -> nn.Module:
+        """An eval-mode module on raw images (normalisation included) for ``trial``, the best, or the final model."""
+        with _opened(self.path) as run:
+            return classifier(run, trial, final=final)
+
+    def report(self, plot: bool = True) -> dict[str, Any]:
+        return report(self.path, plot=plot)
+
+    def final_evaluation(self, epochs: int, trial: int | None = None, quiet: bool = False) -> dict[str, Any]:
+        """Retrain the best architecture on train+validation and test it once (see results.final_evaluation)."""
+        return final_evaluation(self.path, epochs, trial, quiet=quiet)
+
+    def export(self, out: str | Path, trial: int | None = None, final: bool = False) -> dict[str, Any]:
+        return export_run(self.path, out, trial, final=final)
+
+    def __repr__(self) -> str:
+        best = self.best
+        return f"Run({str(self.path)!r}, trials={len(self.trials)}, best={None if best is None else best.metric})"
+
+
+class _opened:
+    def __init__(self, path: Path) -> None:
+        self.run = RunDir.open(path)
+
+    def __enter__(self) -> RunDir:
+        return self.run
+
+    def __exit__(self, *exc: object) -> None:
+        self.run.close()
+
+
+def search(config: SearchConfig | None = None, *, data: ImageDataset | None = None, **options: Any) -> Run:
+    """Run a new search (``config`` and/or keyword options, see SearchConfig) and return its Run.
+
+    ``data`` may be an ImageDataset (e.g. from ``morphnas.trainer.from_arrays``); it is then kept in the run.
+    With ``final_epochs > 0`` the best architecture is retrained on train+validation and tested once.
+    """
+    base = config.to_dict() if config is not None else {}
+    cfg = SearchConfig.from_dict({**base, **options})
+    s = create_search(cfg, data=data, progress=Progress(cfg.quiet))
+    s.run()
+    path = s.run_dir.path
+    s.run_dir.close()
+    run = Run(path)
+    if cfg.final_epochs > 0 and run.best is not None:
+        run.final_evaluation(cfg.final_epochs, quiet=cfg.quiet)
+    return run
+
+
+def resume(path: str | Path, **overrides: Any) -> Run:
+    """Continue the search in ``path`` (e.g. after a crash, or with a larger ``max_trials``)."""
+    s = open_search(path, overrides or None)
+    s.run()
+    s.run_dir.close()
+    return Run(path)
+
+
+class ImageClassifier:
+    """Find and train an image classifier for your arrays, in the spirit of Auto-Keras' ImageClassifier.
+
+    ``fit(x, y)`` searches (images N×H×W, N×C×H×W or N×H×W×C, uint8 or float) and retrains the best model on
+    all the data for ``final_epochs``; ``predict`` / ``evaluate`` / ``export`` use that model.
+    """
+
+    def __init__(self, max_trials: int = 10, strategy: str = "bayesian", max_epochs: int = 5,
+                 final_epochs: int = 10, time_budget: float | None = None, seed: int = 0,
+                 directory: str | Path | None = None, quiet: bool = True, **options: Any) -> None:
+        self.options = {"max_trials": max_trials, "strategy": strategy, "max_epochs": max_epochs,
+                        "final_epochs": final_epochs, "time_budget": time_budget, "seed": seed, "quiet": quiet,
+                        **options}
+        SearchConfig.from_dict({**self.options, "final_epochs": 0})  # check the options now
+        self.directory = Path(directory) if directory is not None else None
+        self.run: Run | None = None
+        self._model: nn.Module | None = None
+
+    def fit(self, x: Any, y: Any, x_test: Any = None, y_test: Any = None) -> ImageClassifier:
+        """Search on (x, y) — a validation split is carved from it — then retrain the best on all of it."""
+        data = from_arrays(x, y, x_test, y_test, name="arrays")
+        out = self.directory or Path(tempfile.mkdtemp(prefix="morphnas-"))
+        final = int(self.options["final_epochs"])
+        self.run = search(data=data, dataset="arrays", out=str(out), **{**self.options, "final_epochs": 0})
+        if final > 0:
+            self._final(final, data)
+        self._model = self.run.classifier(final=final > 0)
+        return self
+
+    def _final(self, epochs: int, data: ImageDataset) -> None:
+        assert self.run is not None
+        if data.test is not None:
+            self.run.final_evaluation(epochs, quiet=bool(self.options["quiet"]))
+        else:  # nothing to test on: retrain on all the data all the same, without a test report
+            retrain_final(self.run.path, epochs, quiet=bool(self.options["quiet"]))
+
+    def _require(self) -> nn.Module:
+        if self._model is None:
+            raise RuntimeError("the classifier is not fitted yet: call fit(x, y) first")
+        return self._model
+
+    def predict_logits(self, x: Any, batch_size: int = 512) -> torch.Tensor:
+        model = self._require()
+        images = as_images(x)
+        with torch.inference_mode():
+            return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted class index of each image."""
+        return self.predict_logits(x).argmax(1).numpy()
+
+    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+        """Accuracy and mean cross-entropy on (x, y)."""
+        logits = self.predict_logits(x)
+        target = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        if len(target) != len(logits):
+            raise ValueError(f"x has {len(logits)} images but y has {len(target)} labels")
+        loss = torch.nn.functional.cross_entropy(logits, target).item()
+        return {"accuracy": float((logits.argmax(1) == target).float().mean()), "loss": loss}
+
+    def export(self, out: str | Path) -> dict[str, Any]:
+        """TorchScript + architecture/safetensors + standalone model.py of the fitted model."""
+        if self.run is None:
+            raise RuntimeError("the classifier is not fitted yet: call fit(x, y) first")
+        final = (self.run.path / "models" / "final").is_dir()
+        return self.run.export(out, final=final)
+
+
+__all__ = ["ImageClassifier", "Run", "compare", "resume", "search"]

@@ -1,0 +1,102 @@
+"""The resolved configuration of a search: one dataclass, loadable from TOML, checked with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+EXECUTORS = ("thread", "process")
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search; the defaults are a short demo on the packaged demo data."""
+
+    dataset: str = "demo"
+    data_dir: str | None = None
+    download: bool = False
+    strategy: str = "bayesian"
+    kernel: str = "bourgain"
+    acquisition: str = "ucb"
+    strategy_args: dict[str, Any] = field(default_factory=dict)
+    generator: str = "cnn"
+    generator_args: dict[str, Any] = field(default_factory=dict)
+    max_trials: int | None = 5
+    time_budget: float | None = None  # seconds of wall-clock for the whole search
+    max_epochs: int = 3
+    patience: int | None = 3
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float | None = None
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    trial_time_limit: float | None = None  # seconds per trial
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: str | None = None
+    executor: str = "thread"
+    noise: float = 1e-4
+    max_layers: int = 120
+    max_params: int = 5_000_000
+    max_width: int = 512
+    final_epochs: int = 0  # > 0: retrain the best architecture this long on train+val, test once
+    out: str | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> SearchConfig:
+        """Raise ValueError naming the first impossible setting."""
+        if self.max_trials is not None and (not isinstance(self.max_trials, int) or self.max_trials < 1):
+            raise ValueError(f"max_trials must be a positive integer (or None), got {self.max_trials!r}")
+        if self.time_budget is not None and not (isinstance(self.time_budget, int | float)
+                                                 and math.isfinite(self.time_budget) and self.time_budget > 0):
+            raise ValueError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}")
+        if self.max_trials is None and self.time_budget is None:
+            raise ValueError("a search needs a budget: set max_trials, time_budget, or both")
+        if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; expected one of {EXECUTORS}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.final_epochs < 0:
+            raise ValueError(f"final_epochs must be >= 0, got {self.final_epochs!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        """Build from a dict (e.g. TOML), refusing unknown keys with the list of valid ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> SearchConfig:
+        """Read a TOML file (keys at top level or under ``[search]``); ``overrides`` win over the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+        data = data.get("search", data)
+        return cls.from_dict({**data, **overrides})

@@ -1,0 +1,139 @@
+"""Export a trained model out of a run: TorchScript, and architecture.json + safetensors with a standalone
+``model.py`` that rebuilds it with nothing but PyTorch and safetensors (no morphnas needed).
+
+Both exported forms take raw images (uint8 or float in pixel units, N×C×H×W) and include the input
+normalisation the network was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from morphnas.engine.loop import read_normalization
+from morphnas.engine.results import FINAL_MODEL, classifier, pick_trial
+from morphnas.graph.graph import Graph
+from morphnas.graph.layers import Layer
+from morphnas.storage.rundir import RunDir
+
+
+def _module_code(layer: Layer) -> str:
+    kind = layer.kind
+    if kind == "conv2d":
+        return (f"nn.Conv2d({layer.in_channels}, {layer.out_channels}, {layer.kernel_size}, "
+                f"stride={layer.stride}, padding={layer.kernel_size // 2})")
+    if kind == "dense":
+        return f"nn.Linear({layer.in_features}, {layer.out_features})"
+    if kind == "batchnorm":
+        cls = "BatchNorm2d" if layer.ndim == 3 else "BatchNorm1d"
+        return f"nn.{cls}({layer.num_features}, eps={layer.eps!r}, momentum={layer.momentum!r})"
+    if kind == "relu":
+        return "nn.ReLU()"
+    if kind in ("maxpool", "avgpool"):
+        cls = "MaxPool2d" if kind == "maxpool" else "AvgPool2d"
+        return f"nn.{cls}({layer.kernel_size}, stride={layer.stride}, padding={layer.padding})"
+    if kind == "dropout":
+        return f"nn.Dropout({layer.p!r})"
+    raise ValueError(f"layer kind {kind!r} has no module")
+
+
+def standalone_code(graph: Graph, mean: list[float], std: list[float], class_names: list[str]) -> str:
+    """Python source of an ``nn.Module`` computing ``graph`` on raw images, plus a ``load()`` function."""
+    init, body = [], []
+    name = {graph.input_node: "x"}
+    for lid in graph.topological_layers():
+        layer = graph.layers[lid]
+        ins = [name[n] for n in graph.layer_inputs[lid]]
+        out = f"t{graph.layer_output[lid]}"
+        name[graph.layer_output[lid]] = out
+        if layer.kind == "add":
+            expr = " + ".join(ins)
+        elif layer.kind == "concat":
+            expr = f"torch.cat([{', '.join(ins)}], 1)"
+        elif layer.kind == "flatten":
+            expr = f"torch.flatten({ins[0]}, 1)"
+        elif layer.kind == "globalavgpool":
+            expr = f"{ins[0]}.mean((2, 3))"
+        else:
+            init.append(f"        self.l{lid} = {_module_code(layer)}")
+            expr = f"self.l{lid}({ins[0]})"
+        body.append(f"        {out} = {expr}")
+    body.append(f"        return {name[graph.output_node]}")
+    return f'''"""A network found by morphnas, as plain PyTorch. Needs only torch and safetensors.
+
+    from model import load
+    net = load()                      # reads weights.safetensors next to this file
+    logits = net(images)              # raw pixel values (uint8 or float), N x C x H x W = INPUT_SHAPE
+"""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+CLASS_NAMES = {class_names!r}
+INPUT_SHAPE = {tuple(graph.input_shape)!r}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor({mean!r}).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor({std!r}).view(1, -1, 1, 1))
+{chr(10).join(init)}
+
+    def forward(self, images):
+        x = (images.float() - self.mean) / self.std
+{chr(10).join(body)}
+
+
+def load(directory=None):
+    """The trained network in eval mode, weights from ``weights.safetensors`` in ``directory``."""
+    directory = Path(directory) if directory is not None else Path(__file__).resolve().parent
+    net = Net()
+    state = load_file(str(directory / "weights.safetensors"))
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked") and k not in ("mean", "std")]
+    if missing or unexpected:
+        raise ValueError(f"weights do not fit: missing {{missing}}, unexpected {{unexpected}}")
+    return net.eval()
+'''
+
+
+def export(path: str | Path, out: str | Path, trial: int | None = None, final: bool = False) -> dict[str, Any]:
+    """Write the best (or given, or final) model of the run in ``path`` into ``out``; returns what was written."""
+    run = RunDir.open(path)
+    try:
+        norm = read_normalization(run)
+        if final:
+            graph, source = Graph.load(run.path / "models" / FINAL_MODEL), "final"
+        else:
+            record = pick_trial(run, trial)
+            graph, source = run.load_model(record.id), f"trial {record.id}"
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        graph.save(out)
+        (out / "model.py").write_text(standalone_code(graph, norm["mean"], norm["std"], norm["class_names"]))
+        (out / "preprocessing.json").write_text(json.dumps(norm | {"source": source}, indent=1))
+        model = classifier(run, trial, final=final)
+        files = {"architecture": str(out / "architecture.json"), "weights": str(out / "weights.safetensors"),
+                 "code": str(out / "model.py"), "preprocessing": str(out / "preprocessing.json")}
+        with warnings.catch_warnings():  # TorchScript is in maintenance mode; it still serves deployment
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(model)
+        scripted.save(str(out / "model.pt"))
+        files["torchscript"] = str(out / "model.pt")
+        return {"source": source, "files": files}
+    finally:
+        run.close()
+
+
+def load_torchscript(path: str | Path) -> nn.Module:
+    """Load an exported ``model.pt`` (no morphnas code involved)."""
+    return torch.jit.load(str(path)).eval()

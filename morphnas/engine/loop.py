@@ -1,0 +1,336 @@
+"""The search loop: a strategy proposes, an executor trains, the run directory remembers, TensorBoard shows.
+
+The order of strategy calls is fixed, whatever the timing: the first trial is suggested, then while trial k
+trains the driver suggests trial k+1 (trial k pending), then observes trial k. Every event is committed to
+``trials.sqlite`` together with the strategy's state, so ``resume`` restarts from the last event, re-runs the
+trials that were suggested but not finished (same seeds, same weights), and goes on making the same choices
+an uninterrupted search would have made.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import sys
+import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from morphnas.engine.config import SearchConfig
+from morphnas.engine.executors import Executor, ProcessExecutor, ThreadExecutor
+from morphnas.engine.trial import TrialOutcome, TrialSpec
+from morphnas.graph.generators import get_generator
+from morphnas.graph.graph import Graph
+from morphnas.graph.morphisms import Limits, Op
+from morphnas.searcher.strategies import STRATEGIES, Observation, Strategy, make_strategy
+from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
+from morphnas.storage.tensorboard import SearchLogger
+from morphnas.trainer.augment import Normalizer
+from morphnas.trainer.datasets import ImageDataset, load_dataset, load_npz
+from morphnas.trainer.trainer import EpochRecord, TrainConfig, Trainer
+
+NORMALIZATION_FILE = "normalization.json"
+DATA_COPY = "data.npz"  # arrays given through the Python API are kept in the run so `resume` can find them
+
+
+def write_normalization(run: RunDir, normalizer: Normalizer, input_shape: tuple[int, ...],
+                        class_names: tuple[str, ...]) -> None:
+    """Record the input normalisation and classes, so exports need no data."""
+    data = {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist(), "input_shape": list(input_shape),
+            "class_names": list(class_names)}
+    (run.path / NORMALIZATION_FILE).write_text(json.dumps(data, indent=1))
+
+
+def read_normalization(run: RunDir) -> dict[str, Any]:
+    path = run.path / NORMALIZATION_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path} is missing: the run directory is incomplete")
+    return json.loads(path.read_text())
+
+
+
+def train_config(config: SearchConfig) -> TrainConfig:
+    """The trainer settings of a search."""
+    return TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size, optimizer=config.optimizer,
+                       lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                       patience=config.patience, time_limit=config.trial_time_limit)
+
+
+def load_data(config: SearchConfig, run_path: Path | None = None) -> ImageDataset:
+    """The dataset of a search: a copy kept in the run directory, or by name / .npz path."""
+    if run_path is not None and (run_path / DATA_COPY).is_file():
+        return load_npz(run_path / DATA_COPY)
+    return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
+
+
+def make_trainer(config: SearchConfig, run_path: Path | None = None) -> Trainer:
+    """A Trainer on the search's training split minus its seeded validation split (module-level: picklable)."""
+    data = load_data(config, run_path)
+    return Trainer.from_dataset(data, train_config(config), val_fraction=config.val_fraction, seed=config.seed,
+                                device=config.device)
+
+
+def initial_architectures(config: SearchConfig, data: ImageDataset) -> list[Graph]:
+    """The architectures a search starts from (the generator's, sized to the data)."""
+    generator = get_generator(config.generator)
+    return [generator(data.input_shape, data.n_classes, **config.generator_args, seed=None)]
+
+
+def build_strategy(config: SearchConfig, initial: list[Graph]) -> Strategy:
+    """The configured strategy, given only the options its factory accepts (kernel, acquisition...)."""
+    factory = STRATEGIES.get(config.strategy)
+    options: dict[str, Any] = {"limits": Limits(config.max_layers, config.max_params, config.max_width),
+                               "noise": config.noise, "kernel": config.kernel, "acquisition": config.acquisition,
+                               **config.strategy_args}
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = set(config.strategy_args) - set(params)
+        if unknown:
+            raise ValueError(f"strategy {config.strategy!r} takes no options {sorted(unknown)}; "
+                             f"it takes {sorted(set(params) - {'initial', 'seed'})}")
+        options = {k: v for k, v in options.items() if k in params}
+    return make_strategy(config.strategy, initial, seed=config.seed, **options)
+
+
+def trial_seeds(seed: int, trial_id: int) -> tuple[int, int]:
+    """(weight-init seed, training seed) of a trial: distinct per trial, fixed by the search seed."""
+    a, b = np.random.SeedSequence([seed, trial_id]).generate_state(2)
+    return int(a), int(b)
+
+
+class Progress:
+    """Prints trials and epochs as they go (nothing in quiet mode)."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self.stream = stream
+
+    def __call__(self, trial_id: int, record: EpochRecord) -> None:
+        self.say(f"  trial {trial_id} epoch {record.epoch}: train loss {record.train_loss:.3f} "
+                 f"acc {record.train_accuracy:.1%} | val loss {record.val_loss:.3f} acc {record.val_accuracy:.1%}"
+                 f" ({record.seconds:.1f} s)")
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream or sys.stdout, flush=True)
+
+
+class Search:
+    """A search bound to its run directory; ``run()`` continues it until a budget is spent."""
+
+    def __init__(self, config: SearchConfig, run: RunDir, data: ImageDataset | None = None,
+                 progress: Progress | None = None) -> None:
+        self.config = config
+        self.run_dir = run
+        self.progress = progress or Progress(config.quiet)
+        self.data = data if data is not None else load_data(config, run.path)
+        self.initial = initial_architectures(config, self.data)
+        self.strategy = build_strategy(config, self.initial)
+        state = run.latest_state()
+        if state is not None:
+            self.strategy.load_state_dict(state)
+        self.trials = {t.id: t for t in run.trials()}
+        self.session_start = time.time()
+        self.elapsed_before = max((t.extra.get("elapsed", 0.0) for t in self.trials.values()), default=0.0)
+        self.logger = SearchLogger(run.tb_dir)
+        self._executor: Executor | None = None
+
+    # ------------------------------------------------------------------ budget
+    def elapsed(self) -> float:
+        """Seconds of search so far, over all sessions of this run."""
+        return self.elapsed_before + time.time() - self.session_start
+
+    def _trials_left(self, next_id: int) -> bool:
+        return self.config.max_trials is None or next_id < self.config.max_trials
+
+    def _time_left(self) -> bool:
+        return self.config.time_budget is None or self.elapsed() < self.config.time_budget
+
+    # ------------------------------------------------------------------ executor
+    def _make_executor(self) -> Executor:
+        if self.config.executor == "process":
+            factory = functools.partial(make_trainer, self.config, self.run_dir.path)
+            return ProcessExecutor(factory, self.progress)
+        return ThreadExecutor(make_trainer_from(self), self.progress)
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._make_executor()
+        return self._executor
+
+    # ------------------------------------------------------------------ events
+    def _suggest(self, trial_id: int) -> TrialRecord | None:
+        if not (self._trials_left(trial_id) and self._time_left()):
+            return None
+        s = self.strategy.suggest(trial_id)
+        if s is None:
+            return None
+        ops = [op.to_dict() for op in s.ops]
+        describe = ", ".join(Op.from_dict(o).describe() for o in ops) or s.info.get("reason", "initial")
+        if s.parent is not None:
+            describe += f" on trial {s.parent}" + ("" if s.inherit_weights else " (from scratch)")
+        record = TrialRecord(id=trial_id, parent=s.parent, ops=ops, inherit=s.inherit_weights,
+                             strategy=self.config.strategy, suggested_at=time.time(), description=describe,
+                             n_params=s.architecture.n_params(), n_layers=s.architecture.n_layers(),
+                             depth=s.architecture.depth(), width=s.architecture.max_width(),
+                             skips=s.architecture.n_skips(), arch_hash=s.architecture.canonical_hash(),
+                             extra={"architecture": s.architecture.to_dict(), "info": s.info})
+        self.run_dir.put_trial(record, self.strategy.state_dict())
+        self.trials[trial_id] = record
+        return record
+
+    def _spec(self, record: TrialRecord) -> TrialSpec:
+        init_seed, train_seed = trial_seeds(self.config.seed, record.id)
+        limits = self.strategy.limits
+        return TrialSpec(record.id, str(self.run_dir.path), record.parent, tuple(record.ops),
+                         record.extra["architecture"], record.inherit, init_seed, train_seed,
+                         {} if limits is None else vars(limits).copy(), record.description)
+
+    def _observe(self, record: TrialRecord, outcome: TrialOutcome) -> None:
+        ok = outcome.status == "ok" and outcome.metric is not None and math.isfinite(outcome.metric)
+        record.status = "ok" if ok else "failed"
+        record.reason = outcome.reason if not ok else ""
+        record.metric, record.loss, record.best_epoch = outcome.metric, outcome.loss, outcome.best_epoch
+        record.epochs, record.history = outcome.epochs, outcome.history
+        record.train_seconds = outcome.train_seconds
+        record.finished_at = time.time()
+        record.started_at = record.finished_at - outcome.seconds
+        record.extra = {**record.extra, "elapsed": self.elapsed(), "initial_metric": outcome.initial_metric,
+                        "stopped_by": outcome.stopped_by, "seconds": outcome.seconds}
+        if outcome.reason == "oom" and outcome.n_params:
+            limits = self.strategy.limits or Limits()
+            cap = min(limits.max_params, outcome.n_params - 1)
+            self.strategy.limits = replace(limits, max_params=cap)
+            self.progress.say(f"trial {record.id} ran out of memory: children are capped at {cap:,} parameters")
+        architecture = Graph.from_dict(record.extra["architecture"])
+        self.strategy.observe(Observation(record.id, architecture, record.metric if ok else None,
+                                          "ok" if ok else "failed"))
+        self.run_dir.put_trial(record, self.strategy.state_dict())
+        best = self.best()
+        if best is not None and best.id == record.id:
+            self.run_dir.set_best(record)
+        self.logger.trial(record.id, self._hparams(record, architecture), record.metric,
+                          None if best is None else best.metric, record.extra["elapsed"], architecture.summary())
+        start = outcome.initial_metric
+        status = f"val {record.metric:.2%}" if ok else f"FAILED ({(record.reason or '').strip().splitlines()[-1:]})"
+        self.progress.say(f"trial {record.id} {record.status}: {status}"
+                          + (f" (inherited start {start:.2%})" if start is not None else "")
+                          + (f"; best {best.metric:.2%} (trial {best.id})" if best else "")
+                          + f"; {outcome.seconds:.1f} s")
+
+    def _hparams(self, record: TrialRecord, architecture: Graph) -> dict[str, Any]:
+        ops = [Op.from_dict(o) for o in record.ops]
+        return {"strategy": record.strategy, "parent": -1 if record.parent is None else record.parent,
+                "op": ",".join(op.name for op in ops) or "initial", "depth": architecture.depth(),
+                "width": architecture.max_width(), "parameters": architecture.n_params(),
+                "skips": architecture.n_skips(), "layers": architecture.n_layers(), "status": record.status}
+
+    def best(self) -> TrialRecord | None:
+        """The finished trial with the highest validation metric (earliest on ties)."""
+        done = [t for t in self.trials.values() if t.status == "ok" and t.metric is not None]
+        return max(done, key=lambda t: (t.metric, -t.id)) if done else None
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> TrialRecord | None:
+        """Train trials until the trial or time budget is spent; returns the best trial."""
+        queue = [t for t in sorted(self.trials.values(), key=lambda t: t.id) if not t.finished]
+        next_id = max(self.trials, default=-1) + 1
+        if queue:
+            self.progress.say(f"resuming: re-running unfinished trial(s) {[t.id for t in queue]}")
+        try:
+            while True:
+                if not queue:
+                    record = self._suggest(next_id)
+                    if record is None:
+                        if self._trials_left(next_id) and self._time_left():
+                            self.progress.say(f"the {self.config.strategy} strategy has nothing left to propose "
+                                              "(no trial has succeeded, or its space is exhausted): stopping")
+                        break
+                    next_id += 1
+                    queue.append(record)
+                current = queue.pop(0)
+                if not self._time_left():
+                    break
+                self.progress.say(f"trial {current.id}: {current.description} — {current.n_params:,} parameters")
+                future = self.executor.submit(self._spec(current))
+                if not queue:  # choose the next architecture while this one trains
+                    record = self._suggest(next_id)
+                    if record is not None:
+                        next_id += 1
+                        queue.append(record)
+                self._observe(current, self._result(current, future))
+        finally:
+            self.close()
+        return self.best()
+
+    def _result(self, record: TrialRecord, future: Future[TrialOutcome]) -> TrialOutcome:
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:  # the worker died (e.g. killed by the OS for memory)
+            self._executor = None
+            return TrialOutcome(record.id, "failed", reason=f"oom: worker process died ({exc})",
+                                n_params=record.n_params)
+        except Exception as exc:  # run_trial catches everything; this is a last resort
+            return TrialOutcome(record.id, "failed", reason=f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+        self.logger.close()
+
+
+def make_trainer_from(search: Search) -> Trainer:
+    """The driver's Trainer for in-process trials, on the data the search already loaded."""
+    config = search.config
+    return Trainer.from_dataset(search.data, train_config(config), val_fraction=config.val_fraction,
+                                seed=config.seed, device=config.device)
+
+
+def open_search(path: str | Path, overrides: dict[str, Any] | None = None,
+                progress: Progress | None = None) -> Search:
+    """A Search continuing the run in ``path`` (budgets may be raised with ``overrides``)."""
+    run = RunDir.open(path)
+    stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
+    try:
+        config = SearchConfig.from_dict({**stored, **(overrides or {})})
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{path}: its config.json cannot be used: {exc}") from None
+    if overrides:
+        run.write_config({**run.config, **config.to_dict(), "resumed": time.time()})
+    return Search(config, run, progress=progress)
+
+
+
+def default_out(config: SearchConfig) -> Path:
+    """``runs/<dataset>-<strategy>-s<seed>-<date-time>`` for a search given no --out."""
+    name = Path(config.dataset).stem if config.dataset.endswith(".npz") else config.dataset
+    return Path("runs") / f"{name}-{config.strategy}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def create_search(config: SearchConfig, data: ImageDataset | None = None,
+                  progress: Progress | None = None) -> Search:
+    """A new search in a new run directory; the data and the strategy are checked before anything is written."""
+    given = data is not None
+    data = data if data is not None else load_data(config)
+    build_strategy(config, initial_architectures(config, data))  # fail early on unknown names / options
+    out = Path(config.out) if config.out else default_out(config)
+    config = replace(config, out=str(out))
+    run = RunDir.create(out, config.to_dict())
+    train, _ = data.split_validation(config.val_fraction, config.seed)  # the trainer's normalisation statistics
+    write_normalization(run, Normalizer.fit(train.x), data.input_shape, data.class_names)
+    if given:
+        arrays = {"x_train": data.train.x.numpy(), "y_train": data.train.y.numpy(),
+                  "class_names": np.array(data.class_names), "flip_ok": np.array(data.flip_ok)}
+        if data.test is not None:
+            arrays.update(x_test=data.test.x.numpy(), y_test=data.test.y.numpy())
+        np.savez_compressed(run.path / DATA_COPY, **arrays)
+    return Search(config, run, data, progress=progress)

@@ -1,0 +1,285 @@
+"""What a finished (or running) search gives back: reports, the final retrain and test, exports, comparisons.
+
+Everything here reads the run directory; only ``final_evaluation`` writes (``final.json`` and
+``models/final/``), and it is the one place where the test split is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from morphnas.engine.config import SearchConfig
+from morphnas.engine.loop import load_data, read_normalization, train_config, trial_seeds
+from morphnas.graph.graph import Graph
+from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
+from morphnas.trainer.datasets import ImageDataset
+from morphnas.trainer.trainer import EvalResult, Trainer
+
+FINAL_FILE = "final.json"
+FINAL_MODEL = "final"
+FINAL_SEED_KEY = 2**31 - 1  # seeds the final retrain apart from every trial
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def run_config(run: RunDir) -> SearchConfig:
+    """The SearchConfig stored in a run directory."""
+    return SearchConfig.from_dict({k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__})
+
+
+def best_trial(run: RunDir) -> TrialRecord:
+    """The finished trial with the highest validation metric; RunDirError if none finished."""
+    done = [t for t in run.trials() if t.status == "ok" and t.metric is not None]
+    if not done:
+        raise RunDirError(f"{run.path} has no successfully finished trial yet")
+    return max(done, key=lambda t: (t.metric, -t.id))
+
+
+def pick_trial(run: RunDir, trial: int | None) -> TrialRecord:
+    if trial is None:
+        return best_trial(run)
+    record = run.trial(trial)
+    if record.status != "ok":
+        raise RunDirError(f"trial {trial} did not finish successfully (status {record.status})")
+    return record
+
+
+class Standardize(nn.Module):
+    """Maps raw images (uint8 or float, pixel units) to what the network was trained on."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+
+def classifier(run: RunDir, trial: int | None = None, final: bool = False) -> nn.Module:
+    """The chosen model as one eval-mode module on raw images: normalisation + network."""
+    norm = read_normalization(run)
+    graph = Graph.load(run.path / "models" / FINAL_MODEL) if final else run.load_model(pick_trial(run, trial).id)
+    return nn.Sequential(Standardize(norm["mean"], norm["std"]), graph.to_module()).eval()
+
+
+# ---------------------------------------------------------------------------------------------- final
+def per_class_report(result: EvalResult, class_names: list[str]) -> dict[str, Any]:
+    """Precision, recall, F1 and support per class, with macro and weighted averages."""
+    m = result.confusion_matrix().astype(np.float64)
+    tp = np.diag(m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(m.sum(0) > 0, tp / m.sum(0), 0.0)
+        recall = np.where(m.sum(1) > 0, tp / m.sum(1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    support = m.sum(1)
+    names = list(class_names) + [str(i) for i in range(len(class_names), len(support))]
+    rows = {names[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                       "support": int(support[i])} for i in range(len(support))}
+    w = support / max(support.sum(), 1)
+    return {"classes": rows,
+            "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+            "weighted": {"precision": float((precision * w).sum()), "recall": float((recall * w).sum()),
+                         "f1": float((f1 * w).sum())},
+            "confusion_matrix": m.astype(np.int64).tolist()}
+
+
+def _retrain(run: RunDir, epochs: int, trial: int | None, quiet: bool,
+             need_test: bool) -> tuple[TrialRecord, ImageDataset, Trainer, nn.Module, float]:
+    config = run_config(run)
+    record = pick_trial(run, trial)
+    data = load_data(config, run.path)
+    if need_test and data.test is None:
+        raise ValueError(f"dataset {config.dataset!r} has no test split: nothing to evaluate on")
+    init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
+    graph = Graph.from_dict(record.extra["architecture"]).init_weights(init_seed)
+    _, monitor = data.split_validation(config.val_fraction, config.seed)  # part of the training data now
+    cfg = replace(train_config(config), max_epochs=epochs, patience=None, time_limit=None)
+    trainer = Trainer(data.train, monitor, cfg, device=config.device, n_classes=data.n_classes,
+                      flip_default=data.flip_ok)
+    module = graph.to_module()
+
+    def say(rec: Any, _m: Any) -> None:
+        if not quiet:
+            print(f"  final epoch {rec.epoch}/{epochs}: train loss {rec.train_loss:.3f} "
+                  f"acc {rec.train_accuracy:.1%} ({rec.seconds:.1f} s)", flush=True)
+
+    result = trainer.fit(module, seed=train_seed, callback=say)
+    if not result.ok:
+        raise RuntimeError(f"the final training failed: {result.reason}")
+    graph.with_weights_from(module).save(run.path / "models" / FINAL_MODEL)
+    return record, data, trainer, module, result.total_seconds
+
+
+def retrain_final(path: str | Path, epochs: int, trial: int | None = None, quiet: bool = False) -> None:
+    """Retrain the best (or given) architecture from scratch on train+validation into ``models/final/``."""
+    run = RunDir.open(path)
+    try:
+        _retrain(run, epochs, trial, quiet, need_test=False)
+    finally:
+        run.close()
+
+
+def final_evaluation(path: str | Path, epochs: int, trial: int | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Retrain the best (or given) architecture from scratch on train+validation for ``epochs``, then test once.
+
+    The only use of the test split: it selects nothing, it is evaluated once on the weights the training ended
+    with. Writes ``final.json`` and ``models/final/``; returns the report.
+    """
+    run = RunDir.open(path)
+    try:
+        record, data, trainer, module, seconds = _retrain(run, epochs, trial, quiet, need_test=True)
+        assert data.test is not None
+        test = trainer.evaluate(module, data.test)
+        report = {"trial": record.id, "epochs": epochs, "train_images": len(data.train),
+                  "test_images": len(data.test), "test_accuracy": test.accuracy, "test_loss": test.loss,
+                  "search_val_accuracy": record.metric, "seconds": seconds,
+                  **per_class_report(test, list(data.class_names))}
+        (run.path / FINAL_FILE).write_text(json.dumps(report, indent=1))
+        return report
+    finally:
+        run.close()
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _trajectory(trials: list[TrialRecord]) -> list[dict[str, float]]:
+    best, points = -math.inf, []
+    for t in sorted(trials, key=lambda t: t.id):
+        if not t.finished:
+            continue
+        if t.status == "ok" and t.metric is not None:
+            best = max(best, t.metric)
+        points.append({"trial": t.id, "elapsed": float(t.extra.get("elapsed", 0.0)),
+                       "metric": t.metric, "best": None if best == -math.inf else best})
+    return points
+
+
+def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
+    """Leaderboard, best trial, trajectory (and ``trajectory.png``), overhead, and the final test if any."""
+    run = RunDir.open(path)
+    try:
+        trials = run.trials()
+        finished = [t for t in trials if t.finished]
+        ok = sorted((t for t in finished if t.status == "ok"), key=lambda t: (-(t.metric or 0.0), t.id))
+        elapsed = max((float(t.extra.get("elapsed", 0.0)) for t in finished), default=0.0)
+        train = sum(t.train_seconds for t in finished)
+        out: dict[str, Any] = {
+            "run": str(run.path), "strategy": run.config.get("strategy"), "dataset": run.config.get("dataset"),
+            "seed": run.config.get("seed"), "trials": len(trials), "finished": len(finished),
+            "failed": sum(t.status == "failed" for t in finished), "elapsed_seconds": elapsed,
+            "training_seconds": train, "overhead_share": (1 - train / elapsed) if elapsed > 0 else None,
+            "best": None,
+            "leaderboard": [{"trial": t.id, "metric": t.metric, "initial_metric": t.extra.get("initial_metric"),
+                             "parent": t.parent, "ops": t.description, "parameters": t.n_params, "depth": t.depth,
+                             "width": t.width, "skips": t.skips, "epochs": t.epochs,
+                             "seconds": t.extra.get("seconds")} for t in ok],
+            "failures": [{"trial": t.id, "reason": (t.reason or "").strip().splitlines()[-1:]} for t in finished
+                         if t.status == "failed"],
+            "trajectory": _trajectory(trials),
+        }
+        if ok:
+            out["best"] = out["leaderboard"][0] | {"model": str(run.model_dir(ok[0].id))}
+        final = run.path / FINAL_FILE
+        if final.is_file():
+            out["final"] = json.loads(final.read_text())
+        if plot and out["trajectory"]:
+            out["plot"] = str(plot_trajectories({str(run.path): out["trajectory"]}, run.path / "trajectory.png"))
+        return out
+    finally:
+        run.close()
+
+
+def format_report(rep: dict[str, Any], top: int = 10) -> str:
+    """The report as text for a terminal."""
+    lines = [f"run {rep['run']}: strategy {rep['strategy']}, dataset {rep['dataset']}, seed {rep['seed']}",
+             f"{rep['finished']} trials finished ({rep['failed']} failed) in {rep['elapsed_seconds']:.0f} s, "
+             f"{rep['training_seconds']:.0f} s of it training"
+             + (f" (loop overhead {rep['overhead_share']:.1%})" if rep["overhead_share"] is not None else "")]
+    if rep["leaderboard"]:
+        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'depth':>5} {'skips':>5}  ops")
+        for row in rep["leaderboard"][:top]:
+            start = row["initial_metric"]
+            lines.append(f"{row['trial']:>5} {row['metric']:>8.2%} "
+                         f"{(f'{start:.1%}' if start is not None else '-'):>7} {row['parameters']:>10,} "
+                         f"{row['depth']:>5} {row['skips']:>5}  {row['ops']}")
+        best = rep["best"]
+        lines.append(f"best: trial {best['trial']} ({best['metric']:.2%}), model in {best['model']}")
+    for f in rep["failures"]:
+        lines.append(f"failed: trial {f['trial']}: {' '.join(f['reason'])}")
+    if "final" in rep:
+        fin = rep["final"]
+        lines.append(f"final: trial {fin['trial']} retrained {fin['epochs']} epochs on {fin['train_images']} images: "
+                     f"test accuracy {fin['test_accuracy']:.2%} on {fin['test_images']} images")
+        lines.append(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
+        for name, r in fin["classes"].items():
+            lines.append(f"{name[:14]:>14} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} "
+                         f"{r['support']:>7}")
+        lines.append(f"{'macro avg':>14} {fin['macro']['precision']:>9.3f} {fin['macro']['recall']:>7.3f} "
+                     f"{fin['macro']['f1']:>6.3f}")
+    if "plot" in rep:
+        lines.append(f"trajectory plot: {rep['plot']}")
+    return "\n".join(lines)
+
+
+def plot_trajectories(trajectories: dict[str, list[dict[str, float]]], path: Path) -> Path:
+    """Best-so-far validation metric against trial number and against wall-clock, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, points in trajectories.items():
+        pts = [p for p in points if p["best"] is not None]
+        label = Path(name).name
+        ax1.step([p["trial"] for p in pts], [p["best"] for p in pts], where="post", label=label)
+        ax2.step([p["elapsed"] / 60 for p in pts], [p["best"] for p in pts], where="post", label=label)
+    ax1.set(xlabel="trial", ylabel="best validation accuracy so far")
+    ax2.set(xlabel="wall-clock (minutes)", ylabel="best validation accuracy so far")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare(paths: list[str | Path], plot_path: str | Path | None = None) -> dict[str, Any]:
+    """Several runs side by side: best metric, trials, time to best, final test accuracy; one plot."""
+    rows, trajectories = [], {}
+    for p in paths:
+        rep = report(p, plot=False)
+        traj = rep["trajectory"]
+        trajectories[rep["run"]] = traj
+        best = rep["best"]
+        t_best = next((pt["elapsed"] for pt in traj if best and pt["trial"] == best["trial"]), None)
+        rows.append({"run": rep["run"], "strategy": rep["strategy"], "dataset": rep["dataset"], "seed": rep["seed"],
+                     "trials": rep["finished"], "failed": rep["failed"],
+                     "best_metric": best["metric"] if best else None, "best_trial": best["trial"] if best else None,
+                     "seconds_to_best": t_best, "elapsed_seconds": rep["elapsed_seconds"],
+                     "test_accuracy": rep.get("final", {}).get("test_accuracy")})
+    out: dict[str, Any] = {"runs": rows}
+    if plot_path is not None and trajectories:
+        out["plot"] = str(plot_trajectories(trajectories, Path(plot_path)))
+    return out
+
+
+def format_compare(cmp: dict[str, Any]) -> str:
+    lines = [f"{'run':40s} {'strategy':>13} {'trials':>6} {'best val':>8} {'to best (s)':>11} {'test':>7}"]
+    for r in cmp["runs"]:
+        best = f"{r['best_metric']:.2%}" if r["best_metric"] is not None else "-"
+        to_best = f"{r['seconds_to_best']:.0f}" if r["seconds_to_best"] is not None else "-"
+        test = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else "-"
+        lines.append(f"{Path(r['run']).name[:40]:40s} {r['strategy']!s:>13} {r['trials']:>6} {best:>8} {to_best:>11} "
+                     f"{test:>7}")
+    if "plot" in cmp:
+        lines.append(f"plot: {cmp['plot']}")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""kill -9 a real search process, resume it, and compare with an uninterrupted search of the same seed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from morphnas.cli import main
+from morphnas.storage import RunDir
+
+CONFIG = """
+[search]
+dataset = "demo"
+strategy = "{strategy}"
+max_trials = 4
+max_epochs = 1
+max_params = 30000
+max_width = 64
+batch_size = 64
+seed = 11
+generator_args = {{ filters = 8, dense_units = 16 }}
+"""
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    # one thread each: the two searches of a test run side by side on a 2-core machine
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "morphnas.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _finished(run: Path) -> int:
+    db = run / "trials.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed')").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _signature(run: Path) -> list[tuple]:
+    r = RunDir.open(run)
+    try:
+        return [(t.id, t.parent, t.ops, t.inherit, t.arch_hash, t.status, t.metric, t.epochs) for t in r.trials()]
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("strategy", ["bayesian"])
+def test_kill_minus_nine_then_resume_equals_an_uninterrupted_search(tmp_path, strategy):
+    config = tmp_path / "search.toml"
+    config.write_text(CONFIG.format(strategy=strategy))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+
+    ref = _cli("search", "--config", str(config), "--out", str(whole), "--quiet")
+    victim = _cli("search", "--config", str(config), "--out", str(killed), "--quiet")
+    deadline = time.time() + 240
+    while _finished(killed) < 2 and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert victim.poll() is None, f"the search ended before it could be killed:\n{victim.stdout.read()}"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    done_before = _finished(killed)
+    assert 2 <= done_before < 4
+    before = _signature(killed)[:done_before]
+
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    resumed = _cli("resume", str(killed), "--quiet")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+
+    after = _signature(killed)
+    assert after[:done_before] == before, "finished trials were changed by the resume"
+    assert len(after) == 4 and all(t[5] in ("ok", "failed") for t in after)
+    assert after == _signature(whole), "the resumed search made other choices than the uninterrupted one"
+
+
+def test_resume_of_a_foreign_directory_is_a_clear_error_and_changes_nothing(tmp_path, capsys):
+    (tmp_path / "data.csv").write_text("1,2,3\n")
+    assert main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a morphnas run directory" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
