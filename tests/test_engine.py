@@ -226,3 +226,25 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
         morphnas.search(out=str(tmp_path / "inet"), dataset="imagenet", **{k: v for k, v in TINY.items()
                                                                          if k != "dataset"})
     assert not (tmp_path / "inet").exists()
+
+
+def test_trials_run_in_a_worker_process_too(tmp_path):
+    run = morphnas.search(out=str(tmp_path / "proc"), max_trials=2, executor="process", **TINY)
+    trials = run.trials
+    assert [t.status for t in trials] == ["ok", "ok"]
+    assert (run.path / "tb" / "trial-0001").is_dir()  # the worker wrote the trial's curves
+    if trials[1].inherit:
+        assert trials[1].extra["initial_metric"] == pytest.approx(trials[0].metric, abs=0.03)
+
+
+def test_cli_parses_budgets_and_reports_bad_input(tmp_path, capsys):
+    from morphnas.cli import main, parse_duration
+
+    assert [parse_duration(t) for t in ("90", "90s", "30m", "1.5h")] == [90, 90, 1800, 5400]
+    with pytest.raises(Exception, match="not a duration"):
+        parse_duration("soon")
+    assert main(["search", "--strategy", "genetic", "--out", str(tmp_path / "g"), "--quiet"]) == 2
+    assert "unknown strategy 'genetic'" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a morphnas run directory" in capsys.readouterr().err
