@@ -41,9 +41,8 @@ def levenshtein_batch(a_tok: np.ndarray, a_len: np.ndarray, b_tok: np.ndarray, b
     """Levenshtein distances of every ``a`` sequence to every ``b`` sequence: shape (len(a), len(b)).
 
     Sequences are rows of padded token matrices with their lengths; ``sub[s, t]`` is the substitution cost
-    of tokens ``s`` and ``t`` (insertion and deletion cost 1). Row ``i`` of the DP table for all pairs at once:
-    ``D[i, j] = min(D[i-1, j] + 1, D[i-1, j-1] + sub, D[i, j-1] + 1)``, where the last (horizontal) term is a
-    running minimum of ``D[i, k] - k``.
+    of tokens ``s`` and ``t`` (insertion and deletion cost 1). All pairs advance one DP row at a time in the
+    reduced form of ``levenshtein_rows``.
     """
     m, n = len(a_len), len(b_len)
     out = np.empty((m, n), dtype=np.float64)
@@ -51,56 +50,55 @@ def levenshtein_batch(a_tok: np.ndarray, a_len: np.ndarray, b_tok: np.ndarray, b
         return out
     lb = int(b_len.max())
     b_tok = b_tok[:, :lb]
-    cols = np.arange(lb + 1, dtype=np.float64)
-    prev = np.broadcast_to(cols, (m, n, lb + 1)).copy()
+    sub2 = sub - 2.0
+    g = np.zeros((m, n, lb + 1))
     rows_n = np.arange(n)
     done = a_len == 0
     if done.any():
         out[done] = b_len[None, :].astype(np.float64)
-    t = np.empty_like(prev)
+    cand = np.empty((m, n, lb))
     for i in range(1, int(a_len.max()) + 1):
-        cost = sub[a_tok[:, i - 1]][:, b_tok] if lb else np.empty((m, n, 0))  # (m, n, lb)
-        np.add(prev[:, :, :-1], cost, out=t[:, :, 1:])
-        np.minimum(t[:, :, 1:], prev[:, :, 1:] + 1.0, out=t[:, :, 1:])
-        t[:, :, 0] = i
-        t -= cols
-        np.minimum.accumulate(t, axis=2, out=t)
-        t += cols
-        prev, t = t, prev
+        np.add(g[:, :, :-1], sub2[a_tok[:, i - 1]][:, b_tok], out=cand)
+        np.minimum(g[:, :, 1:], cand, out=g[:, :, 1:])
+        np.minimum.accumulate(g, axis=2, out=g)
         done = np.flatnonzero(a_len == i)
         if done.size:
-            out[done] = prev[done[:, None], rows_n[None, :], b_len[None, :]]
+            out[done] = g[done[:, None], rows_n[None, :], b_len[None, :]] + i + b_len[None, :]
     return out
 
 
-def levenshtein_rows(a: np.ndarray, b_tok: np.ndarray, sub: np.ndarray, start: np.ndarray | None = None,
-                     i0: int = 0) -> np.ndarray:
-    """All DP rows of one sequence ``a`` against every (padded) ``b``: shape (len(a) + 1, n, width + 1).
+def levenshtein_rows(a: np.ndarray, b_tok: np.ndarray, sub: np.ndarray, start: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """All DP rows of one sequence ``a`` against every (padded) ``b``, in reduced form: (len(a) + 1, n, w + 1).
 
-    Row ``i`` holds ``D(a[:i], b[:j])`` for every ``b`` and ``j`` (entries past a ``b``'s length are padding
-    garbage). With ``start`` (a row computed earlier for ``i0`` tokens) the DP continues from there.
+    Row ``i`` holds ``G[i, j] = D(a[:i], b[:j]) − i − j``. The reduced table obeys ``G[i, j] = min(G[i−1, j],
+    G[i−1, j−1] + sub − 2, G[i, j−1])`` with ``G[i, 0] = 0``: three array passes per row (the last one a running
+    minimum) instead of seven. Entries past a ``b``'s length are padding garbage. With ``start`` (a reduced row
+    computed earlier) the DP continues from there.
     """
     n, lb = b_tok.shape
-    cols = np.arange(lb + 1, dtype=np.float64)
-    rows = np.empty((len(a) + 1, n, lb + 1))
-    rows[0] = np.broadcast_to(cols, (n, lb + 1)) if start is None else start
+    rows = np.zeros((len(a) + 1, n, lb + 1))
+    if start is not None:
+        rows[0] = start
+    sub2 = sub - 2.0
     for i, tok in enumerate(a.tolist(), start=1):
         prev, t = rows[i - 1], rows[i]
-        np.add(prev[:, :-1], sub[tok][b_tok], out=t[:, 1:])
-        np.minimum(t[:, 1:], prev[:, 1:] + 1.0, out=t[:, 1:])
-        t[:, 0] = i0 + i
-        t -= cols
+        np.add(prev[:, :-1], sub2[tok][b_tok], out=t[:, 1:])
+        np.minimum(t[:, 1:], prev[:, 1:], out=t[:, 1:])
         np.minimum.accumulate(t, axis=1, out=t)
-        t += cols
     return rows
 
 
-def _join(front: np.ndarray, back: np.ndarray, b_len: np.ndarray) -> np.ndarray:
-    """``min_j front[b, j] + back[b, len_b - j]``: the distance of a sequence split in two, for every ``b``."""
+def _join(front: np.ndarray, front_row: int, back: np.ndarray, back_row: int, b_len: np.ndarray) -> np.ndarray:
+    """``min_j D_front[b, j] + D_back[b, len_b − j]`` from reduced rows: a sequence split in two, for every ``b``.
+
+    ``front`` is reduced row ``front_row`` of the forward DP, ``back`` reduced row ``back_row`` of the DP on
+    the reversed sequences; in reduced form the ``j`` terms cancel and the sum is ``front_row + back_row + len_b``.
+    """
     j = np.arange(front.shape[1])
     idx = b_len[:, None] - j[None, :]
     vals = np.take_along_axis(back, np.clip(idx, 0, None), axis=1)
-    return np.where(idx >= 0, front + vals, np.inf).min(axis=1)
+    return np.where(idx >= 0, front + vals, np.inf).min(axis=1) + front_row + back_row + b_len
 
 
 class ArchitectureCache:
@@ -422,8 +420,8 @@ class ArchitectureCache:
                 s += 1
             middle = ctok[k: lc - s]
             front = forward[k] if not len(middle) else levenshtein_rows(
-                middle, self._tok[:n, :lb], self._sub, start=forward[k], i0=k)[-1]
-            out[r] = _join(front, backward[s], b_len)
+                middle, self._tok[:n, :lb], self._sub, start=forward[k])[-1]
+            out[r] = _join(front, k + len(middle), backward[s], s, b_len)
         return out
 
     def clear_scratch(self) -> None:
