@@ -66,6 +66,7 @@ class WLKernel(ArchitectureKernel):
             raise ValueError(f"WL iterations must be >= 0, got {iterations}")
         self.iterations = int(iterations)
         self._vocab: dict[str, int] = {}
+        self._memo: tuple[bytes, sparse.csr_matrix] | None = None  # the last right-hand set (the training set)
 
     def _matrix(self, indices: np.ndarray) -> sparse.csr_matrix:
         rows, cols, vals = [], [], []
@@ -85,8 +86,16 @@ class WLKernel(ArchitectureKernel):
             return torch.ones(len(i1), dtype=torch.float64)
         same = x1 is x2 or torch.equal(x1, x2)
         i2 = i1 if same else as_indices(x2)
-        f1 = self._matrix(i1)
-        f2 = self._matrix(i2)
-        f1.resize((f1.shape[0], len(self._vocab) or 1))
+        key = i2.tobytes()
+        if self._memo is not None and self._memo[0] == key:
+            f2 = self._memo[1]
+        else:
+            f2 = self._matrix(i2)
+            if i2.size and i2.max() < len(self.cache):  # members only: scratch indices get reused
+                self._memo = (key, f2)
+        f1 = f2 if same else self._matrix(i1)
+        width = len(self._vocab) or 1
+        f1, f2 = (f if f.shape[1] == width else
+                  sparse.csr_matrix((f.data, f.indices, f.indptr), shape=(f.shape[0], width)) for f in (f1, f2))
         k = (f1 @ f2.T).toarray()
         return torch.from_numpy(np.asarray(k, dtype=np.float64))
