@@ -20,11 +20,15 @@ extras=${1:-}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   if [ -n "${TORCH_INDEX_URL:-}" ]; then
     "${pip[@]}" install "$TORCH_SPEC" --index-url "$TORCH_INDEX_URL"
-  elif "${pip[@]}" install --no-index "$TORCH_SPEC" 2>/dev/null; then
-    echo "setup: installed $TORCH_SPEC from a local wheel"
+  elif "${pip[@]}" download --no-index --no-deps -d "$wheels" "$TORCH_SPEC" 2>/dev/null; then
+    # the wheel pins the build; its own dependencies (filelock, sympy, ...) come from the index
+    "${pip[@]}" install "$wheels"/torch-*.whl
+    echo "setup: installed $(basename "$wheels"/torch-*.whl) from a local wheel"
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${pip[@]}" install "$TORCH_SPEC"
   else
