@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -65,11 +66,11 @@ def bench_size(n: int, repeats: int) -> dict:
             strategy._last_cold = 0
         else:
             strategy._last_cold = len(strategy.trained)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         s = strategy.suggest(trial_id)
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
         strategy.pending.pop(trial_id)  # keep n fixed: forget the suggestion
-        return {"total": total, "gp_fit": s.info["seconds"]["gp_fit"],
+        return {"total": total, "cpu": cpu, "gp_fit": s.info["seconds"]["gp_fit"],
                 "annealing": s.info["annealing"]["seconds"], "scored": s.info["annealing"]["scored"]}
 
     suggestion(10**6, cold=True)  # warm-up: imports, allocations
@@ -102,15 +103,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {platform.processor() or '?'}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} intra-op threads")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} intra-op threads; load average {os.getloadavg()[0]:.1f} at start")
     results = []
     for n in args.sizes:
         r = bench_size(n, args.repeats)
         results.append(r)
         print(f"n={n:4d} (mean {r['mean_layers']:.0f} layers): add {r['add'] * 1e3:6.1f} ms | "
-              f"suggest cold {r['cold']['total']:.2f} s (GP {r['cold']['gp_fit']:.2f}, anneal "
-              f"{r['cold']['annealing']:.2f}) | warm {r['warm']['total']:.2f} s (GP {r['warm']['gp_fit']:.2f}, "
+              f"suggest cold {r['cold']['total']:.2f} s ({r['cold']['cpu']:.2f} CPU; "
+              f"GP {r['cold']['gp_fit']:.2f}, anneal "
+              f"{r['cold']['annealing']:.2f}) | warm {r['warm']['total']:.2f} s ({r['warm']['cpu']:.2f} CPU; "
+              f"GP {r['warm']['gp_fit']:.2f}, "
               f"anneal {r['warm']['annealing']:.2f}, {r['warm']['scored']:.0f} scored) | GP fit threads "
               f"default/one = {r['gp_fit_threads']['default'] / r['gp_fit_threads']['one']:.1f}x")
     base = results[0]
@@ -118,6 +121,7 @@ def main() -> None:
         print(f"growth n={base['n']} -> {r['n']} ({r['n'] / base['n']:.0f}x n): add "
               f"{r['add'] / base['add']:.1f}x, warm suggest {r['warm']['total'] / base['warm']['total']:.1f}x, "
               f"cold suggest {r['cold']['total'] / base['cold']['total']:.1f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

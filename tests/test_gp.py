@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_searcher_helpers import random_architectures, toy_metric
 
 from morphnas.searcher import ArchitectureCache, ArchitectureGP, GPError
+from morphnas.searcher.gp import robust_cholesky
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,20 @@ def test_bad_inputs_fail_clearly(data):
         gp.fit(idx[:3], [0.1])
     with pytest.raises(ValueError, match="unknown kernel 'nope'"):
         ArchitectureGP(cache, "nope")
+
+
+def test_jitter_and_retry_never_drops_data():
+    factor, jitter = robust_cholesky(np.ones((4, 4)))  # rank one: a tiny jitter, silently
+    assert factor.shape == (4, 4) and 0 < jitter <= 1e-6
+    with pytest.warns(RuntimeWarning, match="jitter"):  # slightly indefinite: a visible jitter, every row kept
+        factor, jitter = robust_cholesky(np.diag([1.0, 1.0, -5e-6]))
+    assert factor.shape == (3, 3) and jitter > 1e-6
+    with pytest.raises(GPError, match="not positive definite"):
+        robust_cholesky(np.diag([1.0, -1.0]))
+
+
+def test_gp_threads_setting_is_restored(data):
+    cache, idx, y = data
+    before = torch.get_num_threads()
+    ArchitectureGP(cache, fit_steps=3).fit(idx[:10], y[:10]).predict(idx[10:12])
+    assert torch.get_num_threads() == before

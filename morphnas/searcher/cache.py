@@ -432,6 +432,7 @@ class ArchitectureCache:
 
     @property
     def n_scratch(self) -> int:
+        """Number of entries in the current scratch batch."""
         return len(self._scratch_desc)
 
     def _scratch_pairs(self) -> np.ndarray:

@@ -64,6 +64,7 @@ class Descriptor:
         return self.layers, self.skips
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-able form (for inspection and logs)."""
         return {"layers": [[k, list(a)] for k, a in self.layers], "skips": [list(s) for s in self.skips],
                 "key": self.key}
 

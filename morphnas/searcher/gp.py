@@ -133,10 +133,12 @@ class ArchitectureGP:
     # ------------------------------------------------------------------ fitting
     @property
     def n_train(self) -> int:
+        """Number of training observations (repeats and fantasies included)."""
         return len(self._x)
 
     @property
     def train_indices(self) -> np.ndarray:
+        """Cache indices of the training observations, in fit order."""
         return self._x.copy()
 
     def fit(self, indices: Sequence[int] | np.ndarray, y: Sequence[float] | np.ndarray,

@@ -49,14 +49,17 @@ class Observation:
 
     @property
     def ok(self) -> bool:
+        """Whether the trial finished with a metric."""
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, the architecture in full."""
         return {"trial_id": int(self.trial_id), "architecture": self.architecture.to_dict(),
                 "metric": None if self.metric is None else float(self.metric), "status": self.status}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Observation:
+        """Inverse of ``to_dict``."""
         return cls(int(data["trial_id"]), Graph.from_dict(data["architecture"]), data.get("metric"),
                    data.get("status", "ok"))
 
@@ -77,12 +80,14 @@ class Suggestion:
             raise ValueError("a suggestion with ops or inherited weights needs a parent trial")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, the architecture in full."""
         return {"architecture": self.architecture.to_dict(), "parent": self.parent,
                 "ops": [op.to_dict() for op in self.ops], "inherit_weights": bool(self.inherit_weights),
                 "info": dict(self.info)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Suggestion:
+        """Inverse of ``to_dict``."""
         return cls(Graph.from_dict(data["architecture"]), data.get("parent"),
                    tuple(Op.from_dict(o) for o in data.get("ops", [])), bool(data.get("inherit_weights", False)),
                    dict(data.get("info", {})))
