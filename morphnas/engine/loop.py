@@ -205,7 +205,7 @@ class Search:
         record.started_at = record.finished_at - outcome.seconds
         record.extra = {**record.extra, "elapsed": self.elapsed(), "initial_metric": outcome.initial_metric,
                         "stopped_by": outcome.stopped_by, "seconds": outcome.seconds}
-        if outcome.reason == "oom" and outcome.n_params:
+        if outcome.reason.startswith("oom") and outcome.n_params:
             limits = self.strategy.limits or Limits()
             cap = min(limits.max_params, outcome.n_params - 1)
             self.strategy.limits = replace(limits, max_params=cap)
