@@ -2,7 +2,7 @@
 
     python benchmarks/bench_trainer.py throughput [--train 10000] [--epochs 1] [--rounds 3] [--threads N]
     python benchmarks/bench_trainer.py accuracy --dataset fashion-mnist [--epochs 15] [--json out.json]
-    python benchmarks/bench_trainer.py accuracy --dataset cifar10 [--epochs 15]
+    python benchmarks/bench_trainer.py accuracy --dataset cifar10 [--epochs 15] [--set flip=false ...]
 
 Data come from the shared real datasets (`--data-dir`, default $MORPHNAS_SHARED_DATASETS or
 ../shared/datasets beside the checkout). The network is the Auto-Keras default CNN,
@@ -19,6 +19,7 @@ throughput: the first `--train` Fashion-MNIST training images (and 1,000 validat
 accuracy: `Trainer.from_dataset(data)` with `TrainConfig(max_epochs=N)` (all else default, 10% stratified
   validation split, seed 0), then after every epoch the test accuracy of the current weights (the test split
   is only looked at, never used to select anything; the time spent on it is excluded from wall-clock).
+  `--set field=value` overrides a `TrainConfig` field (ints, floats, true/false/none parsed).
 """
 
 from __future__ import annotations
@@ -122,10 +123,29 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     return out
 
 
+def overrides(items: list[str]) -> dict:
+    """`TrainConfig` fields from `field=value` strings."""
+    out: dict = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        low = raw.lower()
+        if low in ("true", "false", "none"):
+            out[key] = {"true": True, "false": False, "none": None}[low]
+        else:
+            try:
+                out[key] = int(raw)
+            except ValueError:
+                try:
+                    out[key] = float(raw)
+                except ValueError:
+                    out[key] = raw
+    return out
+
+
 def bench_accuracy(args: argparse.Namespace) -> dict:
     """Default CNN, trainer defaults, test accuracy and wall-clock after every epoch."""
     data = load_dataset(args.dataset, data_dir=shared_dir(args.data_dir))
-    trainer = Trainer.from_dataset(data, TrainConfig(max_epochs=args.epochs), seed=0)
+    trainer = Trainer.from_dataset(data, TrainConfig(max_epochs=args.epochs, **overrides(args.set)), seed=0)
     model = default_cnn(data.input_shape, data.n_classes)
     rows: list[dict] = []
     excluded = 0.0
@@ -143,7 +163,8 @@ def bench_accuracy(args: argparse.Namespace) -> dict:
 
     result = trainer.fit(model, seed=0, callback=log)
     final = trainer.evaluate(model, data.test)
-    out = {"dataset": str(data), "machine": machine(), "status": result.status, "stopped_by": result.stopped_by,
+    out = {"dataset": str(data), "machine": machine(), "config": str(trainer.config),
+           "augmentation": str(trainer.augmentation), "status": result.status, "stopped_by": result.stopped_by,
            "best_epoch": result.best_epoch, "best_val_accuracy": result.best_metric,
            "test_accuracy_of_best_epoch": final.accuracy, "epochs": rows}
     print(json.dumps({k: v for k, v in out.items() if k != "epochs"}), flush=True)
@@ -162,6 +183,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
