@@ -62,7 +62,15 @@ def test_annealing_respects_limits_and_reports_nothing_when_stuck(setup):
     assert TreeAnnealer(**FAST).optimize(cache, [], score, np.random.default_rng(0)) is None
 
 
+def test_proposals_stay_within_max_ops(setup):
+    cache, roots, score, _ = setup
+    for max_ops in (1, 2):
+        proposal = TreeAnnealer(**FAST, max_ops=max_ops).optimize(cache, roots, score, np.random.default_rng(1))
+        assert 1 <= len(proposal.ops) <= max_ops
+
+
 def test_annealer_rejects_bad_schedules():
-    for bad in ({"cooling": 1.0}, {"t_min": 2.0}, {"n_children": 9, "n_attempts": 8}):
+    for bad in ({"cooling": 1.0}, {"t_min": 2.0}, {"n_children": 9, "n_attempts": 8}, {"max_ops": 0},
+                {"scale": 0.0}):
         with pytest.raises(ValueError):
             TreeAnnealer(**bad)

@@ -9,10 +9,12 @@ at ``t_start`` and is multiplied by ``cooling`` after each pop; the search stops
 ``time_limit`` or when the queue is empty. The best-scoring child wins: its trained ancestor and the chain
 of ops from it.
 
-Two deliberate changes from the original: roots are ranked by their acquisition value like every other node
-(the original ranked them by their metric, another scale, so with many trained models it expanded only roots),
-and value differences are divided by ``scale`` (the spread of the roots' acquisition values) so that the
-temperature schedule means the same for any metric and acquisition. A third: a proposal is at most
+Deliberate changes from the original: roots are ranked by their acquisition value like every other node
+(the original ranked them by their metric, another scale, so with many trained models it expanded only roots).
+Value differences are divided by ``scale``: 1.0 by default, i.e. the paper's temperatures in the metric's own
+units, which suit accuracy-like metrics in [0, 1]; ``scale=None`` uses the spread of the roots' acquisition
+values instead (scale-free, but measured too greedy: it rejected most pops, scored ~50 candidates instead of
+~150 and found worse proposals — docs/benchmarks.md, Searcher). A proposal is at most
 ``max_ops`` (default 3) morphisms away from its trained parent. Without it, UCB's preference for the least
 known regions made chains of 30+ ops the rule on real searches (a 1.6k-parameter CNN proposed as a 1.7M one),
 which inherit little of the parent's training and cost far more to train. With ``time_limit=None`` (the default)
@@ -75,11 +77,14 @@ class TreeAnnealer:
 
     def __init__(self, t_start: float = 1.0, cooling: float = 0.9, t_min: float = 1e-4, n_children: int = 8,
                  n_attempts: int = 16, time_limit: float | None = None, seen_tolerance: float = 1e-5,
-                 noise: float = DEFAULT_NOISE, limits: Limits | None = None, max_ops: int | None = 3) -> None:
+                 noise: float = DEFAULT_NOISE, limits: Limits | None = None, max_ops: int | None = 3,
+                 scale: float | None = 1.0) -> None:
         if not 0 < cooling < 1:
             raise ValueError(f"cooling must be in (0, 1), got {cooling}")
         if not 0 < t_min < t_start:
             raise ValueError(f"need 0 < t_min < t_start, got t_min={t_min}, t_start={t_start}")
+        if scale is not None and not scale > 0:
+            raise ValueError(f"scale must be > 0 or None, got {scale}")
         if n_children < 1 or n_attempts < n_children:
             raise ValueError(f"need 1 <= n_children <= n_attempts, got {n_children} and {n_attempts}")
         self.t_start, self.cooling, self.t_min = float(t_start), float(cooling), float(t_min)
@@ -88,6 +93,7 @@ class TreeAnnealer:
         self.seen_tolerance = float(seen_tolerance)
         self.noise = float(noise)
         self.limits = limits
+        self.scale = scale
         if max_ops is not None and max_ops < 1:
             raise ValueError(f"max_ops must be >= 1 or None, got {max_ops}")
         self.max_ops = max_ops
@@ -123,8 +129,11 @@ class TreeAnnealer:
         if not roots:
             return None
         root_values, _ = score(np.array([r.index for r in roots], dtype=np.int64))
-        spread = float(np.std(root_values))
-        scale = spread if spread > 1e-12 else max(1e-12, float(np.mean(np.abs(root_values))) or 1.0)
+        if self.scale is not None:
+            scale = float(self.scale)
+        else:
+            spread = float(np.std(root_values))
+            scale = spread if spread > 1e-12 else max(1e-12, float(np.mean(np.abs(root_values))) or 1.0)
         heap: list[_Node] = []
         counter = 0
         for r, v in zip(roots, root_values, strict=True):
