@@ -85,7 +85,8 @@ def test_demo_set_is_small_stratified_real_fashion_mnist() -> None:
     demo = load_dataset("demo")
     assert (len(demo.train), len(demo.test)) == (3000, 500)
     assert demo.input_shape == (1, 28, 28) and demo.train.x.dtype == torch.uint8
-    assert demo.class_names[0] == "T-shirt/top" and demo.n_classes == 10 and demo.flip_ok
+    assert demo.class_names[0] == "T-shirt/top" and demo.n_classes == 10
+    assert (demo.flip_ok, demo.crop_padding) == (False, 2)  # Fashion-MNIST's recipe: canonically oriented
     assert (demo.train.class_counts(10) == 300).all() and (demo.test.class_counts(10) == 50).all()
     demo_file = Path(ds.__file__).parent / "demo_data" / ds.DEMO_FILE
     assert demo_file.stat().st_size < 3_000_000
@@ -108,7 +109,7 @@ def test_cifar_loader_reads_shared_subset_with_batch_size_from_file() -> None:
     data = load_dataset("cifar10", data_dir=root.parent)
     assert (len(data.train), len(data.test)) == (5000, 1000)
     assert data.input_shape == (3, 32, 32) and data.train.x.dtype == torch.uint8
-    assert data.class_names[:2] == ("airplane", "automobile") and data.flip_ok
+    assert data.class_names[:2] == ("airplane", "automobile") and data.flip_ok and data.crop_padding == 4
     with open(root / "data_batch_2", "rb") as f:
         raw = pickle.load(f, encoding="latin1")
     first = np.asarray(raw["data"][0]).reshape(3, 32, 32)
@@ -169,7 +170,7 @@ def test_idx_bad_magic_and_truncation(tmp_path: Path) -> None:
 def test_idx_dataset_from_data_dir_and_env_var(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = small_idx_dir(isolated / "direct")
     data = load_dataset("fashion-mnist", data_dir=isolated / "direct")
-    assert data.input_shape == (1, 5, 4) and len(data.train) == 12 and data.flip_ok
+    assert data.input_shape == (1, 5, 4) and len(data.train) == 12 and not data.flip_ok
     assert np.array_equal(data.train.x[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
     assert data.class_names[9] == "Ankle boot"
     small_idx_dir(isolated / "env" / "mnist")

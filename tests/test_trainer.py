@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from morphnas.trainer import (
+    Augmentation,
     EpochRecord,
     ImageSplit,
     TrainConfig,
@@ -232,11 +233,16 @@ def test_precisions_optimizers_and_schedules_train(small, cfg: dict) -> None:
     assert result.best_metric > 0.15 and math.isfinite(result.history[0].train_loss)
 
 
-def test_channels_last_survives_augmentation(small) -> None:
+def test_epoch_data_is_augmented_raw_and_batches_are_channels_last(small) -> None:
     trainer = small_trainer(small, channels_last=True, cutout=4)
-    params = trainer.augmentation.sample(8, 28, 28, torch.Generator().manual_seed(0))
-    x = trainer._batch(small[0].x[:8], params)
+    perm = torch.arange(64)
+    xs, ys = trainer._epoch_data(perm, torch.Generator().manual_seed(0))
+    assert xs.dtype == torch.uint8 and xs.shape == (64, 1, 28, 28) and torch.equal(ys, small[0].y[:64])
+    assert not torch.equal(xs, small[0].x[:64])  # crop, flip and cutout changed the images
+    x = trainer._batch(xs[:8])
     assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32
+    plain = small_trainer(small, crop_padding=0, flip=False)
+    assert torch.equal(plain._epoch_data(perm, torch.Generator())[0], small[0].x[:64])
 
 
 def test_resolve_amp_and_select_device() -> None:
@@ -285,7 +291,8 @@ def test_normalizer_uses_training_statistics_only(demo) -> None:
     trainer = Trainer.from_dataset(demo, TrainConfig(), device="cpu")
     x = trainer._x.double()
     assert torch.allclose(trainer.normalizer.mean.double(), x.mean(dim=(0, 2, 3)), rtol=1e-5)
-    assert trainer.augmentation.flip and trainer.augmentation.crop_padding == 3
-    digits = from_arrays(demo.train.x[:100], demo.train.y[:100], name="digits-like")  # flip_ok defaults to False
-    assert not Trainer.from_dataset(digits, device="cpu").augmentation.flip
-    assert Trainer.from_dataset(digits, TrainConfig(flip=True), device="cpu").augmentation.flip
+    assert not trainer.augmentation.flip and trainer.augmentation.crop_padding == 2  # the demo's recipe
+    arrays = from_arrays(demo.train.x[:100], demo.train.y[:100], name="mine")  # no recipe: no flip, H // 8
+    assert Trainer.from_dataset(arrays, device="cpu").augmentation == Augmentation(3, False, 0)
+    cfg = TrainConfig(flip=True, crop_padding=0, cutout=6)
+    assert Trainer.from_dataset(arrays, cfg, device="cpu").augmentation == Augmentation(0, True, 6)

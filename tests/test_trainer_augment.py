@@ -42,6 +42,9 @@ def test_cutout_zeroes_a_clipped_square() -> None:
     zero1 = out[1, 0] == 0
     assert zero1.sum() == 2 * 3 and zero1[0:2, 5:8].all()  # clipped at the top-right corner
     assert torch.equal(cutout(x, 0, torch.tensor([4, 0]), torch.tensor([4, 7])), x)
+    rgb = torch.full((1, 3, 8, 8), 200, dtype=torch.uint8)
+    filled = cutout(rgb, 2, torch.tensor([4]), torch.tensor([4]), fill=torch.tensor([10.0, 20.0, 30.0]))
+    assert filled.dtype == torch.uint8 and filled[0, :, 4, 4].tolist() == [10, 20, 30] and filled[0, 0, 0, 0] == 200
 
 
 def test_augmentation_is_seeded_keeps_shape_and_dtype() -> None:
@@ -54,6 +57,10 @@ def test_augmentation_is_seeded_keeps_shape_and_dtype() -> None:
     assert 0 <= int(p1.dy.min()) and int(p1.dy.max()) <= 6 and 16 < int(p1.flip.sum()) < 48
     assert not torch.equal(aug(x, aug.sample(64, 12, 12, torch.Generator().manual_seed(8))), a)
     assert torch.equal(aug(x[10:20], p1.slice(10, 20)), a[10:20])  # batch by batch = all at once
+    raw = torch.randint(0, 256, (64, 3, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    out = aug(raw, p1, fill=torch.tensor([1.0, 2.0, 3.0]))
+    assert out.dtype == torch.uint8 and out.shape == raw.shape  # raw images stay raw
+    assert torch.equal(out, aug(raw.float(), p1, fill=torch.tensor([1.0, 2.0, 3.0])).to(torch.uint8))
     assert not Augmentation().enabled and Augmentation(flip=True).enabled
     assert not Augmentation().sample(8, 4, 4, torch.Generator()).flip.any()
 

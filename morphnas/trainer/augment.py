@@ -1,10 +1,12 @@
 """Normalisation and batched, seeded data augmentation on the device (no PIL, no torchvision).
 
 `Normalizer` turns uint8 (or float) batches into float32 with per-channel mean/std from the training
-data. `Augmentation` draws the random parameters of a whole epoch at once from a CPU `torch.Generator`
-(one transfer per epoch, same images on every device for the same seed) and applies them batch by batch
-with tensor ops: random crop with zero padding (zero = the channel mean after normalisation), horizontal
-flip and cutout. The three primitive ops are public and deterministic given their parameters.
+data. `Augmentation` works on raw images (uint8 stays uint8): the trainer draws the random parameters of a
+whole epoch at once from a CPU `torch.Generator` (same images on every device for one seed) and augments the
+epoch's shuffled training set in a few large chunks, so that each training step only slices a batch. Ops:
+random crop with zero padding (black, like torchvision's `RandomCrop(padding=p)`), horizontal flip, and
+cutout filled with a given per-channel value (the trainer passes the training mean: after normalisation the
+hole is 0, as in the cutout paper). The three primitive ops are public and deterministic given their parameters.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ class Normalizer:
         return Normalizer(self.mean.to(device), self.std.to(device))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise a batch (any dtype) to float32."""
+        """Normalise a batch (uint8 or float) to float32, in one fused op."""
         scale = (1.0 / self.std).view(1, -1, 1, 1)
         shift = (-self.mean / self.std).view(1, -1, 1, 1)
-        return torch.addcmul(shift, x.float(), scale)
+        return torch.addcmul(shift, x, scale)
 
 
 def random_crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
@@ -71,8 +73,13 @@ def horizontal_flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def cutout(x: torch.Tensor, size: int, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
-    """Zero a size×size square centred at (cy, cx) in each image (clipped at the borders)."""
+def cutout(
+    x: torch.Tensor, size: int, cy: torch.Tensor, cx: torch.Tensor, fill: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Fill a size×size square centred at (cy, cx) in each image (clipped at the borders) with `fill`.
+
+    `fill` is one value per channel (cast to the images' dtype); None fills with zeros.
+    """
     if size == 0:
         return x
     b, _, h, w = x.shape
@@ -83,7 +90,9 @@ def cutout(x: torch.Tensor, size: int, cy: torch.Tensor, cx: torch.Tensor) -> to
     in_rows = (r >= top) & (r < top + size)
     in_cols = (q >= left) & (q < left + size)
     mask = in_rows.view(b, 1, h, 1) & in_cols.view(b, 1, 1, w)
-    return x.masked_fill(mask, 0.0)
+    if fill is None:
+        return x.masked_fill(mask, 0)
+    return torch.where(mask, fill.to(device=x.device, dtype=x.dtype).view(1, -1, 1, 1), x)
 
 
 @dataclass(frozen=True)
@@ -134,9 +143,9 @@ class Augmentation:
         cx = torch.randint(0, width, (n,), generator=generator)
         return AugmentParams(dy, dx, flip, cy, cx)
 
-    def __call__(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        """Apply crop, flip and cutout (those enabled) to a normalised float batch."""
+    def __call__(self, x: torch.Tensor, params: AugmentParams, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply crop, flip and cutout (those enabled) to raw images; dtype and shape are kept."""
         x = random_crop(x, self.crop_padding, params.dy, params.dx)
         if self.flip:
             x = horizontal_flip(x, params.flip)
-        return cutout(x, self.cutout, params.cy, params.cx)
+        return cutout(x, self.cutout, params.cy, params.cx, fill)

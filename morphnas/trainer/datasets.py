@@ -123,8 +123,10 @@ class ImageSplit:
 class ImageDataset:
     """A classification dataset: training split, optional test split, class names, flip-safety.
 
-    `flip_ok` says whether a horizontal flip preserves labels (natural images, clothing: yes; digits: no);
-    the trainer's default augmentation follows it. The test split is never used by the trainer itself.
+    `flip_ok` and `crop_padding` are the dataset's usual augmentation recipe, which the trainer's defaults
+    follow: flip only where mirrored images are labelled the same *and* occur naturally (CIFAR-10: yes;
+    digits: no; Fashion-MNIST: no, its product photos are canonically oriented — every shoe points left);
+    `crop_padding=None` means H // 8. The test split is never used by the trainer itself.
     """
 
     name: str
@@ -133,6 +135,7 @@ class ImageDataset:
     class_names: tuple[str, ...]
     flip_ok: bool = False
     source: str = ""
+    crop_padding: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.class_names)
@@ -157,7 +160,7 @@ class ImageDataset:
         test = len(self.test) if self.test is not None else 0
         return (
             f"ImageDataset({self.name!r}, train={len(self.train)}, test={test}, input_shape={self.input_shape}, "
-            f"n_classes={self.n_classes}, flip_ok={self.flip_ok})"
+            f"n_classes={self.n_classes}, flip_ok={self.flip_ok}, crop_padding={self.crop_padding})"
         )
 
     @property
@@ -310,11 +313,13 @@ def from_arrays(
     flip_ok: bool = False,
     channels_last: bool | None = None,
     source: str = "",
+    crop_padding: int | None = None,
 ) -> ImageDataset:
     """Build a dataset from numpy arrays, torch tensors or nested lists, validating everything.
 
     `n_classes` defaults to the length of `class_names`, else to the largest label + 1. Horizontal flips
-    are off unless `flip_ok=True` (they are wrong for digits, text and many other image kinds).
+    are off unless `flip_ok=True` (they are wrong for digits, text and many other image kinds);
+    `crop_padding` is the default random-crop padding for this data (None: H // 8).
     """
     if (x_test is None) != (y_test is None):
         raise ValueError("give both x_test and y_test, or neither")
@@ -331,7 +336,8 @@ def from_arrays(
         class_names = tuple(str(i) for i in range(n_classes))
     elif len(class_names) != n_classes:
         raise ValueError(f"{name}: {len(class_names)} class names for {n_classes} classes")
-    return ImageDataset(name, train, test, tuple(str(c) for c in class_names), flip_ok=flip_ok, source=source or name)
+    names = tuple(str(c) for c in class_names)
+    return ImageDataset(name, train, test, names, flip_ok=flip_ok, source=source or name, crop_padding=crop_padding)
 
 
 def from_torch_dataset(
@@ -463,7 +469,7 @@ def load_cifar10(directory: str | os.PathLike[str]) -> ImageDataset:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", names)]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    return _dataset("cifar10", x, y, x_test, y_test, names, flip_ok=True, source=str(d))
+    return _dataset("cifar10", x, y, x_test, y_test, names, flip_ok=True, source=str(d), crop_padding=4)
 
 
 def _idx_file(directory: Path, stem: str) -> Path | None:
@@ -481,6 +487,7 @@ def load_idx_dataset(
     name: str = "idx",
     class_names: Sequence[str] | None = None,
     flip_ok: bool = False,
+    crop_padding: int | None = 2,
 ) -> ImageDataset:
     """Load an MNIST-format dataset (the four IDX files, each gzipped or not) from `directory`."""
     d = Path(directory)
@@ -490,14 +497,14 @@ def load_idx_dataset(
         raise FileNotFoundError(f"{d}: missing IDX files {missing}")
     x, y, xt, yt = (read_idx(p) for p in paths)  # type: ignore[arg-type]
     names = class_names if class_names is not None else tuple(str(i) for i in range(int(y.max()) + 1))
-    return _dataset(name, x, y, xt, yt, names, flip_ok=flip_ok, source=str(d))
+    return _dataset(name, x, y, xt, yt, names, flip_ok=flip_ok, source=str(d), crop_padding=crop_padding)
 
 
 def load_npz(path: str | os.PathLike[str]) -> ImageDataset:
     """Load a dataset from a `.npz` file with keys x_train, y_train and optionally x_test, y_test, class_names.
 
-    Read with `allow_pickle=False`: an .npz file cannot run code. The optional 0-d key `flip_ok` marks
-    datasets whose labels survive horizontal flips.
+    Read with `allow_pickle=False`: an .npz file cannot run code. Optional 0-d keys `flip_ok` and
+    `crop_padding` set the dataset's augmentation recipe (see `ImageDataset`).
     """
     p = Path(path)
     with np.load(p, allow_pickle=False) as z:
@@ -514,23 +521,28 @@ def load_npz(path: str | os.PathLike[str]) -> ImageDataset:
         name=p.stem,
         flip_ok=bool(arrays["flip_ok"]) if "flip_ok" in arrays else False,
         source=str(p),
+        crop_padding=int(arrays["crop_padding"]) if "crop_padding" in arrays else None,
     )
 
 
 def _dataset(
-    name: str, x: Any, y: Any, xt: Any, yt: Any, names: Sequence[str], *, flip_ok: bool, source: str
+    name: str, x: Any, y: Any, xt: Any, yt: Any, names: Sequence[str], *, flip_ok: bool, source: str,
+    crop_padding: int | None,
 ) -> ImageDataset:
-    return from_arrays(x, y, xt, yt, class_names=names, name=name, flip_ok=flip_ok, source=source)
+    return from_arrays(x, y, xt, yt, class_names=names, name=name, flip_ok=flip_ok, source=source,
+                       crop_padding=crop_padding)
 
 
 def load_demo() -> ImageDataset:
-    """The real Fashion-MNIST subset shipped in the package (3,000 train / 500 test, stratified; MIT)."""
+    """The real Fashion-MNIST subset shipped in the package (3,000 train / 500 test, stratified; MIT).
+
+    Same recipe as Fashion-MNIST: no flips, crop padding 2."""
     res = importlib.resources.files("morphnas.trainer").joinpath("demo_data").joinpath(DEMO_FILE)
     with res.open("rb") as f:
         z = np.load(io.BytesIO(f.read()), allow_pickle=False)
     return from_arrays(
         z["x_train"], z["y_train"], z["x_test"], z["y_test"],
-        class_names=[str(c) for c in z["class_names"]], name="demo", flip_ok=True,
+        class_names=[str(c) for c in z["class_names"]], name="demo", flip_ok=False, crop_padding=2,
         source=f"morphnas/trainer/demo_data/{DEMO_FILE}",
     )
 
@@ -655,7 +667,7 @@ def _load_from(spec: _Spec, d: Path) -> ImageDataset:
     if spec.name == "cifar10":
         return load_cifar10(d)
     if spec.name == "fashion-mnist":
-        return load_idx_dataset(d, "fashion-mnist", FASHION_MNIST_CLASSES, flip_ok=True)
+        return load_idx_dataset(d, "fashion-mnist", FASHION_MNIST_CLASSES, flip_ok=False)
     return load_idx_dataset(d, "mnist", MNIST_CLASSES, flip_ok=False)
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from morphnas.trainer.augment import Augmentation, AugmentParams, Normalizer
+from morphnas.trainer.augment import Augmentation, Normalizer
 from morphnas.trainer.datasets import ImageDataset, ImageSplit
 
 __all__ = [
@@ -42,6 +42,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "onecycle")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 _DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+_AUG_CHUNK = 4096  # images augmented per op at the start of an epoch (bounds the temporaries)
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
 EpochCallback = Callable[["EpochRecord", nn.Module], "bool | None"]
@@ -52,8 +53,9 @@ class TrainConfig:
     """Hyper-parameters of one training run; the defaults train the Auto-Keras CNN well on small images.
 
     `lr=None` takes 0.05 for SGD and 1e-3 for Adam/AdamW. `patience=None` turns early stopping off.
-    `crop_padding=None` pads by H // 8 pixels (3 for 28×28, 4 for 32×32); `flip=None` follows the dataset
-    (`ImageDataset.flip_ok`; off for bare splits). `amp="auto"` is bf16 (else fp16) autocast on CUDA and off
+    `crop_padding=None` and `flip=None` follow the dataset's recipe (`ImageDataset.crop_padding`, `flip_ok`:
+    4 px and flips for CIFAR-10, 2 px and no flips for Fashion-MNIST and MNIST); for bare splits, H // 8 px
+    and no flips. `amp="auto"` is bf16 (else fp16) autocast on CUDA and off
     elsewhere; `channels_last=None` is on for CUDA only. `time_limit` is in seconds for the whole fit.
     """
 
@@ -295,6 +297,7 @@ class Trainer:
         device: str | torch.device | None = None,
         n_classes: int | None = None,
         flip_default: bool = False,
+        crop_padding_default: int | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.device = select_device(device)
@@ -306,7 +309,8 @@ class Trainer:
         self._x, self._y = train.x.to(self.device), train.y.to(self.device)
         self._vx, self._vy = val.x.to(self.device), val.y.to(self.device)
         cfg = self.config
-        pad = cfg.crop_padding if cfg.crop_padding is not None else self.input_shape[1] // 8
+        pad = cfg.crop_padding if cfg.crop_padding is not None else crop_padding_default
+        pad = pad if pad is not None else self.input_shape[1] // 8
         flip = cfg.flip if cfg.flip is not None else flip_default
         self.augmentation = Augmentation(pad, flip, cfg.cutout)
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
@@ -324,14 +328,30 @@ class Trainer:
     ) -> Trainer:
         """A trainer on `data`'s training split minus a seeded stratified validation split."""
         train, val = data.split_validation(val_fraction, seed)
-        return cls(train, val, config, device=device, n_classes=data.n_classes, flip_default=data.flip_ok)
+        return cls(train, val, config, device=device, n_classes=data.n_classes, flip_default=data.flip_ok,
+                   crop_padding_default=data.crop_padding)
 
-    def _batch(self, x: torch.Tensor, aug: AugmentParams | None = None) -> torch.Tensor:
-        """Normalise (and augment, given parameters) a raw batch; channels-last last, so ops cannot undo it."""
+    def _batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a raw batch to float32 (channels-last where configured)."""
         x = self.normalizer(x)
-        if aug is not None:
-            x = self.augmentation(x, aug)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _epoch_data(self, perm: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's training images and labels in batch order, augmented, still raw (uint8 stays uint8).
+
+        A few large chunked ops per epoch instead of several small ones per step: each step only slices.
+        """
+        y = self._y[perm]
+        if not self.augmentation.enabled:
+            return self._x[perm], y
+        _, h, w = self.input_shape
+        params = self.augmentation.sample(len(perm), h, w, gen).to(self.device)
+        fill = self.normalizer.mean.round() if self._x.dtype == torch.uint8 else self.normalizer.mean
+        out = torch.empty((len(perm), *self.input_shape), dtype=self._x.dtype, device=self.device)
+        for i in range(0, len(perm), _AUG_CHUNK):
+            j = min(i + _AUG_CHUNK, len(perm))
+            out[i:j] = self.augmentation(self._x[perm[i:j]], params.slice(i, j), fill)
+        return out, y
 
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
         cfg = self.config
@@ -407,7 +427,6 @@ class Trainer:
         bs = min(cfg.batch_size, n)
         steps = n // bs
         lrs = [cfg.base_lr * f for f in _lr_factors(cfg.schedule, steps * cfg.max_epochs)]
-        _, h, w = self.input_shape
         limit = cfg.time_limit
         step = 0
         for epoch in range(1, cfg.max_epochs + 1):
@@ -416,13 +435,11 @@ class Trainer:
                 return "time_limit"  # the next epoch would not finish in time
             module.train()
             perm = torch.randperm(n, generator=gen)[: steps * bs].to(dev, non_blocking=True)
-            aug = self.augmentation.sample(steps * bs, h, w, gen).to(dev)
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), dtype=torch.int64, device=dev)
+            xs, ys = self._epoch_data(perm, gen)
+            losses = torch.empty(steps, device=dev)
+            preds = torch.empty(steps * bs, dtype=torch.int64, device=dev)
             for i in range(steps):
-                idx = perm[i * bs : (i + 1) * bs]
-                x = self._batch(self._x[idx], aug.slice(i * bs, (i + 1) * bs))
-                y = self._y[idx]
+                x, y = self._batch(xs[i * bs : (i + 1) * bs]), ys[i * bs : (i + 1) * bs]
                 for group in opt.param_groups:
                     group["lr"] = lrs[step]
                 with _autocast(dev, self.amp_dtype):
@@ -438,14 +455,14 @@ class Trainer:
                     loss.backward()
                     opt.step()
                 step += 1
-                loss_sum += loss.detach()
-                correct += (logits.detach().argmax(1) == y).sum()
+                losses[i] = loss.detach()
+                torch.argmax(logits.detach(), 1, out=preds[i * bs : (i + 1) * bs])
                 if limit is not None and time.perf_counter() - start > limit:
                     return "time_limit"  # a partial epoch is not validated
-            train_loss = (loss_sum / steps).item()
+            train_loss = losses.mean().item()
             if not math.isfinite(train_loss):
                 raise _NonFinite(f"non-finite training loss ({train_loss}) in epoch {epoch}")
-            train_acc = correct.item() / (steps * bs)
+            train_acc = (preds == ys).sum().item() / (steps * bs)
             t1 = time.perf_counter()
             val_loss, val_acc = self._val_metrics(module)
             if not math.isfinite(val_loss):

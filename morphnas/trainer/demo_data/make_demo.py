@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
         out,
         x_train=x[tr][:, None], y_train=y[tr].astype(np.uint8), train_index=tr.astype(np.int32),
         x_test=xt[te][:, None], y_test=yt[te].astype(np.uint8), test_index=te.astype(np.int32),
-        class_names=np.array(FASHION_MNIST_CLASSES), flip_ok=np.array(True),
+        class_names=np.array(FASHION_MNIST_CLASSES), flip_ok=np.array(False), crop_padding=np.array(2),
     )
     print(f"wrote {out} ({out.stat().st_size} bytes): {len(tr)} train, {len(te)} test images from {src}")
 
