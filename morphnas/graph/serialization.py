@@ -7,16 +7,14 @@ leaves a half-written model behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save, save_file
 
+from morphnas.fileio import atomic_write
 from morphnas.graph.graph import Graph, GraphError, Weights
 from morphnas.graph.layers import layer_from_dict
 
@@ -113,28 +111,17 @@ def graph_from_dict(data: dict[str, Any]) -> Graph:
     return graph
 
 
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_graph(graph: Graph, directory: str | Path) -> Path:
     """Write ``architecture.json`` and, for a weighted graph, ``weights.safetensors`` into ``directory``."""
     graph.validate()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     text = graph.to_json()
-    _atomic_write(directory / ARCHITECTURE_FILE, lambda p: Path(p).write_text(text))
+    atomic_write(directory / ARCHITECTURE_FILE, text)
     if graph.weights is not None:
         tensors = {name: t.contiguous() for name, t in graph.weight_tensors()}
         meta = {"format": "morphnas.weights", "version": str(SCHEMA_VERSION)}
-        _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata=meta))
+        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata=meta))
     return directory
 
 
@@ -144,19 +131,46 @@ def load_weights_file(graph: Graph, path: Path) -> Weights:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise GraphError(f"{path}: not a readable safetensors file ({exc})") from None
+    return _weights_from_state(graph, state, str(path))
+
+
+def _weights_from_state(graph: Graph, state: dict[str, torch.Tensor], where: str) -> Weights:
     weights: Weights = {}
     for key, tensor in state.items():
         lid_text, _, name = key.partition(".")
         if not lid_text.startswith("l") or not lid_text[1:].isdigit() or not name:
-            raise GraphError(f"{path}: unexpected tensor name {key!r} (expected 'l<layer id>.<name>')")
+            raise GraphError(f"{where}: unexpected tensor name {key!r} (expected 'l<layer id>.<name>')")
         if tensor.dtype != torch.float32:
-            raise GraphError(f"{path}: tensor {key!r} is {tensor.dtype}, expected float32")
+            raise GraphError(f"{where}: tensor {key!r} is {tensor.dtype}, expected float32")
         weights.setdefault(int(lid_text[1:]), {})[name] = tensor
     try:
         graph._validate_weights(weights)
     except GraphError as exc:
-        raise GraphError(f"{path}: weights do not match the architecture: {exc}") from None
+        raise GraphError(f"{where}: weights do not match the architecture: {exc}") from None
     return weights
+
+
+def graph_to_bytes(graph: Graph) -> bytes:
+    """A weighted graph as one self-contained safetensors blob (the architecture JSON in its metadata): how a
+    model travels between the driver and a worker, with no file and no pickle."""
+    if graph.weights is None:
+        raise GraphError("graph_to_bytes needs a weighted graph")
+    tensors = {name: t.contiguous() for name, t in graph.weight_tensors()}
+    meta = {"format": "morphnas.weights", "version": str(SCHEMA_VERSION), "architecture": graph.to_json()}
+    return save(tensors, metadata=meta)
+
+
+def graph_from_bytes(data: bytes) -> Graph:
+    """Inverse of ``graph_to_bytes``; GraphError when the blob is not one."""
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        graph = graph_from_dict(json.loads(header["__metadata__"]["architecture"]))
+        state = load(data)
+    except (KeyError, ValueError, TypeError, AttributeError, SafetensorError) as exc:
+        raise GraphError(f"not a morphnas model blob ({type(exc).__name__}: {exc})") from None
+    graph.weights = _weights_from_state(graph, state, "model blob")
+    return graph
 
 
 def load_graph(directory: str | Path, weights: bool = True) -> Graph:
