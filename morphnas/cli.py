@@ -34,8 +34,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
     p.add_argument("--strategy", help="bayesian (default), bo-scratch, random, random-walk, hill-climbing, "
                                       "evolution, bfs")
-    p.add_argument("--kernel", help="GP kernel for bayesian strategies: bourgain (default), exp-distance, wl")
-    p.add_argument("--acquisition", help="ucb (default), ei, pi, thompson")
+    p.add_argument("--kernel", help="GP kernel of the bayesian strategies: bourgain (default), exp-distance, wl")
+    p.add_argument("--acquisition", help="acquisition of the bayesian strategies: ucb (default), ei, pi, thompson")
     p.add_argument("--generator", help="initial architecture: cnn (default), resnet, densenet, mlp")
     p.add_argument("--max-trials", type=int)
     p.add_argument("--time-budget", type=parse_duration, help="wall-clock budget, e.g. 3600, 30m, 2h")
@@ -47,17 +47,18 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-epochs", type=int, help="after the search, retrain the best on train+val this many "
                                                     "epochs and test it once")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<strategy>-s<seed>-<time>)")
+    p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
+                   help="import this module or .py file first (e.g. one registering a kernel); repeatable; "
+                        "kept in the run so resume, report and export import it too")
 
 
-_FLAG_TO_KEY = {"dataset": "dataset", "data_dir": "data_dir", "download": "download", "strategy": "strategy",
-                "kernel": "kernel", "acquisition": "acquisition", "generator": "generator",
-                "max_trials": "max_trials", "time_budget": "time_budget", "max_epochs": "max_epochs",
-                "batch_size": "batch_size", "seed": "seed", "device": "device", "executor": "executor",
-                "final_epochs": "final_epochs", "out": "out"}
+_SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquisition", "generator", "max_trials",
+                "time_budget", "max_epochs", "batch_size", "seed", "device", "executor", "final_epochs", "out",
+                "plugins")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out = {key: getattr(args, flag) for flag, key in _FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
+    out = {key: getattr(args, key) for key in _SEARCH_KEYS if getattr(args, key, None) is not None}
     if getattr(args, "quiet", False):
         out["quiet"] = True
     return out

@@ -42,8 +42,9 @@ class Run:
 
     @property
     def best(self) -> TrialRecord | None:
-        done = [t for t in self.trials if t.status == "ok" and t.metric is not None]
-        return max(done, key=lambda t: (t.metric, -t.id)) if done else None
+        """The best finished trial (``storage.rundir.best_trial``), or None."""
+        with _opened(self.path) as run:
+            return run.best_trial()
 
     def model(self, trial: int | None = None) -> Graph:
         """The trained graph of ``trial`` (default: the best)."""
@@ -174,7 +175,8 @@ class ImageClassifier:
         """TorchScript + architecture/safetensors + standalone model.py of the fitted model."""
         if self.run is None:
             raise RuntimeError("the classifier is not fitted yet: call fit(x, y) first")
-        final = (self.run.path / "models" / "final").is_dir()
+        with _opened(self.run.path) as run:
+            final = run.has_final_model()
         return self.run.export(out, final=final)
 
 

@@ -25,8 +25,8 @@ class SearchConfig:
     data_dir: str | None = None
     download: bool = False
     strategy: str = "bayesian"
-    kernel: str = "bourgain"
-    acquisition: str = "ucb"
+    kernel: str | None = None  # None: the strategy's default (bourgain); set only for strategies with a GP
+    acquisition: str | None = None  # None: the strategy's default (ucb)
     strategy_args: dict[str, Any] = field(default_factory=dict)
     generator: str = "cnn"
     generator_args: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +51,7 @@ class SearchConfig:
     final_epochs: int = 0  # > 0: retrain the best architecture this long on train+val, test once
     out: str | None = None
     quiet: bool = False
+    plugins: list[str] = field(default_factory=list)  # modules or .py files imported before anything is built
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +73,9 @@ class SearchConfig:
             raise ValueError(f"unknown executor {self.executor!r}; expected one of {EXECUTORS}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.plugins, list | tuple) or not all(isinstance(p, str) and p for p in self.plugins):
+            raise ValueError(f"plugins must be a list of module names or .py paths, got {self.plugins!r}")
+        self.plugins = list(self.plugins)
         if self.final_epochs < 0:
             raise ValueError(f"final_epochs must be >= 0, got {self.final_epochs!r}")
         return self

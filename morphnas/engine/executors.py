@@ -2,7 +2,8 @@
 
 Both run ``run_trial`` one trial at a time while the driver chooses the next architecture. The search state
 (strategy, run database, TensorBoard trajectory) never leaves the driver; a trial gets only a ``TrialSpec``
-and returns a ``TrialOutcome``. A worker process builds its own ``Trainer`` (data loaded once per worker).
+(the parent's model as bytes) and returns a ``TrialOutcome`` (the trained model as bytes). A worker process
+builds its own ``Trainer`` once, from the data it was handed when it started (once per worker, not per trial).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ThreadExecutor(Executor):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="morphnas-trial")
 
     def submit(self, spec: TrialSpec) -> Future[TrialOutcome]:
-        return self._pool.submit(run_trial, spec, self.trainer, self.progress)
+        return self._pool.submit(run_trial, spec, self.trainer, self.progress, "thread")
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
@@ -55,7 +56,7 @@ def _init_worker(make_trainer: Callable[[], Trainer], progress: ProgressFn | Non
 
 def _run_in_worker(spec: TrialSpec) -> TrialOutcome:
     assert _WORKER_TRAINER is not None, "worker not initialised"
-    return run_trial(spec, _WORKER_TRAINER, _WORKER_PROGRESS)
+    return run_trial(spec, _WORKER_TRAINER, _WORKER_PROGRESS, f"process-{multiprocessing.current_process().pid}")
 
 
 class ProcessExecutor(Executor):

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from morphnas.engine.loop import read_normalization
-from morphnas.engine.results import FINAL_MODEL, classifier, pick_trial
+from morphnas.engine.results import classifier, pick_trial
+from morphnas.engine.setup import stored_config
 from morphnas.graph.graph import Graph
 from morphnas.graph.layers import Layer
 from morphnas.storage.rundir import RunDir
@@ -110,9 +110,10 @@ def export(path: str | Path, out: str | Path, trial: int | None = None, final: b
     """Write the best (or given, or final) model of the run in ``path`` into ``out``; returns what was written."""
     run = RunDir.open(path)
     try:
-        norm = read_normalization(run)
+        stored_config(run)  # imports the run's plugins
+        norm = run.normalization()
         if final:
-            graph, source = Graph.load(run.path / "models" / FINAL_MODEL), "final"
+            graph, source = run.load_final_model(), "final"
         else:
             record = pick_trial(run, trial)
             graph, source = run.load_model(record.id), f"trial {record.id}"

@@ -10,8 +10,6 @@ an uninterrupted search would have made.
 from __future__ import annotations
 
 import functools
-import inspect
-import json
 import math
 import sys
 import time
@@ -25,84 +23,25 @@ import numpy as np
 
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.executors import Executor, ProcessExecutor, ThreadExecutor
+from morphnas.engine.plugins import load_plugins, resolve
+from morphnas.engine.setup import (
+    build_strategy,
+    initial_architectures,
+    load_data,
+    make_trainer,
+    stored_config,
+    trial_seeds,
+)
 from morphnas.engine.trial import TrialOutcome, TrialSpec
-from morphnas.graph.generators import get_generator
-from morphnas.graph.graph import Graph
+from morphnas.graph.graph import Graph, GraphError
 from morphnas.graph.morphisms import Limits, Op
-from morphnas.searcher.strategies import STRATEGIES, Observation, Strategy, make_strategy
-from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
-from morphnas.storage.tensorboard import SearchLogger
+from morphnas.searcher.strategies import Observation
+from morphnas.status import TrialStatus
+from morphnas.storage.rundir import RunDir, TrialRecord, best_trial
+from morphnas.storage.tensorboard import SearchLogger, TrialLogger
 from morphnas.trainer.augment import Normalizer
-from morphnas.trainer.datasets import ImageDataset, load_dataset, load_npz
-from morphnas.trainer.trainer import EpochRecord, TrainConfig, Trainer
-
-NORMALIZATION_FILE = "normalization.json"
-DATA_COPY = "data.npz"  # arrays given through the Python API are kept in the run so `resume` can find them
-
-
-def write_normalization(run: RunDir, normalizer: Normalizer, input_shape: tuple[int, ...],
-                        class_names: tuple[str, ...]) -> None:
-    """Record the input normalisation and classes, so exports need no data."""
-    data = {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist(), "input_shape": list(input_shape),
-            "class_names": list(class_names)}
-    (run.path / NORMALIZATION_FILE).write_text(json.dumps(data, indent=1))
-
-
-def read_normalization(run: RunDir) -> dict[str, Any]:
-    path = run.path / NORMALIZATION_FILE
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: the run directory is incomplete")
-    return json.loads(path.read_text())
-
-
-
-def train_config(config: SearchConfig) -> TrainConfig:
-    """The trainer settings of a search."""
-    return TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size, optimizer=config.optimizer,
-                       lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
-                       patience=config.patience, time_limit=config.trial_time_limit)
-
-
-def load_data(config: SearchConfig, run_path: Path | None = None) -> ImageDataset:
-    """The dataset of a search: a copy kept in the run directory, or by name / .npz path."""
-    if run_path is not None and (run_path / DATA_COPY).is_file():
-        return load_npz(run_path / DATA_COPY)
-    return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
-
-
-def make_trainer(config: SearchConfig, run_path: Path | None = None) -> Trainer:
-    """A Trainer on the search's training split minus its seeded validation split (module-level: picklable)."""
-    data = load_data(config, run_path)
-    return Trainer.from_dataset(data, train_config(config), val_fraction=config.val_fraction, seed=config.seed,
-                                device=config.device)
-
-
-def initial_architectures(config: SearchConfig, data: ImageDataset) -> list[Graph]:
-    """The architectures a search starts from (the generator's, sized to the data)."""
-    generator = get_generator(config.generator)
-    return [generator(data.input_shape, data.n_classes, **config.generator_args, seed=None)]
-
-
-def build_strategy(config: SearchConfig, initial: list[Graph]) -> Strategy:
-    """The configured strategy, given only the options its factory accepts (kernel, acquisition...)."""
-    factory = STRATEGIES.get(config.strategy)
-    options: dict[str, Any] = {"limits": Limits(config.max_layers, config.max_params, config.max_width),
-                               "noise": config.noise, "kernel": config.kernel, "acquisition": config.acquisition,
-                               **config.strategy_args}
-    params = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = set(config.strategy_args) - set(params)
-        if unknown:
-            raise ValueError(f"strategy {config.strategy!r} takes no options {sorted(unknown)}; "
-                             f"it takes {sorted(set(params) - {'initial', 'seed'})}")
-        options = {k: v for k, v in options.items() if k in params}
-    return make_strategy(config.strategy, initial, seed=config.seed, **options)
-
-
-def trial_seeds(seed: int, trial_id: int) -> tuple[int, int]:
-    """(weight-init seed, training seed) of a trial: distinct per trial, fixed by the search seed."""
-    a, b = np.random.SeedSequence([seed, trial_id]).generate_state(2)
-    return int(a), int(b)
+from morphnas.trainer.datasets import ImageDataset
+from morphnas.trainer.trainer import EpochRecord
 
 
 class Progress:
@@ -130,7 +69,7 @@ class Search:
         self.config = config
         self.run_dir = run
         self.progress = progress or Progress(config.quiet)
-        self.data = data if data is not None else load_data(config, run.path)
+        self.data = data if data is not None else load_data(config, run)
         self.initial = initial_architectures(config, self.data)
         self.strategy = build_strategy(config, self.initial)
         state = run.latest_state()
@@ -156,9 +95,8 @@ class Search:
     # ------------------------------------------------------------------ executor
     def _make_executor(self) -> Executor:
         if self.config.executor == "process":
-            factory = functools.partial(make_trainer, self.config, self.run_dir.path)
-            return ProcessExecutor(factory, self.progress)
-        return ThreadExecutor(make_trainer_from(self), self.progress)
+            return ProcessExecutor(functools.partial(make_trainer, self.config, self.data), self.progress)
+        return ThreadExecutor(make_trainer(self.config, self.data), self.progress)
 
     @property
     def executor(self) -> Executor:
@@ -190,33 +128,44 @@ class Search:
     def _spec(self, record: TrialRecord) -> TrialSpec:
         init_seed, train_seed = trial_seeds(self.config.seed, record.id)
         limits = self.strategy.limits
-        return TrialSpec(record.id, str(self.run_dir.path), record.parent, tuple(record.ops),
-                         record.extra["architecture"], record.inherit, init_seed, train_seed,
-                         {} if limits is None else vars(limits).copy(), record.description)
+        inherit = record.parent is not None and record.inherit
+        parent_model = self.run_dir.model_bytes(record.parent) if inherit and record.parent is not None else None
+        return TrialSpec(record.id, record.parent, tuple(record.ops), record.extra["architecture"], record.inherit,
+                         init_seed, train_seed, parent_model, {} if limits is None else vars(limits).copy(),
+                         record.description)
 
     def _observe(self, record: TrialRecord, outcome: TrialOutcome) -> None:
-        ok = outcome.status == "ok" and outcome.metric is not None and math.isfinite(outcome.metric)
-        record.status = "ok" if ok else "failed"
-        record.reason = outcome.reason if not ok else ""
+        ok = outcome.status.has_metric and outcome.metric is not None and math.isfinite(outcome.metric)
+        reason = outcome.reason
+        if ok:  # the driver, not the trial, writes the trained model into the run directory
+            try:
+                if outcome.model is None:
+                    raise GraphError("the trial reported a metric but returned no model")
+                self.run_dir.save_model_bytes(record.id, outcome.model)
+            except GraphError as exc:
+                ok, reason = False, f"its trained model could not be stored: {exc}"
+        record.status = outcome.status if ok else TrialStatus.FAILED
+        record.reason = "" if ok else reason
         record.metric, record.loss, record.best_epoch = outcome.metric, outcome.loss, outcome.best_epoch
         record.epochs, record.history = outcome.epochs, outcome.history
         record.train_seconds = outcome.train_seconds
         record.finished_at = time.time()
-        record.started_at = record.finished_at - outcome.seconds
+        record.started_at = outcome.started_at or record.finished_at - outcome.seconds
         record.extra = {**record.extra, "elapsed": self.elapsed(), "initial_metric": outcome.initial_metric,
-                        "stopped_by": outcome.stopped_by, "seconds": outcome.seconds}
-        if outcome.reason.startswith("oom") and outcome.n_params:
+                        "stopped_by": outcome.stopped_by, "seconds": outcome.seconds, "worker": outcome.worker}
+        if reason.startswith("oom") and outcome.n_params:
             limits = self.strategy.limits or Limits()
             cap = min(limits.max_params, outcome.n_params - 1)
             self.strategy.limits = replace(limits, max_params=cap)
             self.progress.say(f"trial {record.id} ran out of memory: children are capped at {cap:,} parameters")
         architecture = Graph.from_dict(record.extra["architecture"])
         self.strategy.observe(Observation(record.id, architecture, record.metric if ok else None,
-                                          "ok" if ok else "failed"))
+                                          record.status))
         self.run_dir.put_trial(record, self.strategy.state_dict())
         best = self.best()
         if best is not None and best.id == record.id:
             self.run_dir.set_best(record)
+        self._log_curves(record)
         self.logger.trial(record.id, self._hparams(record, architecture), record.metric,
                           None if best is None else best.metric, record.extra["elapsed"], architecture.summary())
         start = outcome.initial_metric
@@ -226,6 +175,15 @@ class Search:
                           + (f"; best {best.metric:.2%} (trial {best.id})" if best else "")
                           + f"; {outcome.seconds:.1f} s")
 
+    def _log_curves(self, record: TrialRecord) -> None:
+        """The trial's epoch curves, written by the driver from the history its outcome carried."""
+        logger = TrialLogger(self.run_dir.tb_dir, record.id)
+        try:
+            for h in record.history:
+                logger.epoch(int(h["epoch"]), h["train_loss"], h["train_accuracy"], h["val_loss"], h["val_accuracy"])
+        finally:
+            logger.close()
+
     def _hparams(self, record: TrialRecord, architecture: Graph) -> dict[str, Any]:
         ops = [Op.from_dict(o) for o in record.ops]
         return {"strategy": record.strategy, "parent": -1 if record.parent is None else record.parent,
@@ -234,9 +192,8 @@ class Search:
                 "skips": architecture.n_skips(), "layers": architecture.n_layers(), "status": record.status}
 
     def best(self) -> TrialRecord | None:
-        """The finished trial with the highest validation metric (earliest on ties)."""
-        done = [t for t in self.trials.values() if t.status == "ok" and t.metric is not None]
-        return max(done, key=lambda t: (t.metric, -t.id)) if done else None
+        """The best finished trial so far (``storage.rundir.best_trial``)."""
+        return best_trial(self.trials.values())
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrialRecord | None:
@@ -276,10 +233,10 @@ class Search:
             return future.result()
         except BrokenProcessPool as exc:  # the worker died (e.g. killed by the OS for memory)
             self._executor = None
-            return TrialOutcome(record.id, "failed", reason=f"oom: worker process died ({exc})",
+            return TrialOutcome(record.id, TrialStatus.FAILED, reason=f"oom: worker process died ({exc})",
                                 n_params=record.n_params)
         except Exception as exc:  # run_trial catches everything; this is a last resort
-            return TrialOutcome(record.id, "failed", reason=f"{type(exc).__name__}: {exc}")
+            return TrialOutcome(record.id, TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         if self._executor is not None:
@@ -288,26 +245,16 @@ class Search:
         self.logger.close()
 
 
-def make_trainer_from(search: Search) -> Trainer:
-    """The driver's Trainer for in-process trials, on the data the search already loaded."""
-    config = search.config
-    return Trainer.from_dataset(search.data, train_config(config), val_fraction=config.val_fraction,
-                                seed=config.seed, device=config.device)
-
-
 def open_search(path: str | Path, overrides: dict[str, Any] | None = None,
                 progress: Progress | None = None) -> Search:
-    """A Search continuing the run in ``path`` (budgets may be raised with ``overrides``)."""
+    """A Search continuing the run in ``path`` (budgets may be raised with ``overrides``); the run's plugins are
+    imported first (a missing one is a RunDirError naming it)."""
     run = RunDir.open(path)
-    stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
-    try:
-        config = SearchConfig.from_dict({**stored, **(overrides or {})})
-    except (TypeError, ValueError) as exc:
-        raise RunDirError(f"{path}: its config.json cannot be used: {exc}") from None
+    config = stored_config(run)
     if overrides:
+        config = SearchConfig.from_dict({**config.to_dict(), **overrides})
         run.write_config({**run.config, **config.to_dict(), "resumed": time.time()})
     return Search(config, run, progress=progress)
-
 
 
 def default_out(config: SearchConfig) -> Path:
@@ -318,7 +265,9 @@ def default_out(config: SearchConfig) -> Path:
 
 def create_search(config: SearchConfig, data: ImageDataset | None = None,
                   progress: Progress | None = None) -> Search:
-    """A new search in a new run directory; the data and the strategy are checked before anything is written."""
+    """A new search in a new run directory; plugins, data and strategy are checked before anything is written."""
+    config = replace(config, plugins=resolve(config.plugins))  # stored absolute: resume finds them anywhere
+    load_plugins(config.plugins)
     given = data is not None
     data = data if data is not None else load_data(config)
     build_strategy(config, initial_architectures(config, data))  # fail early on unknown names / options
@@ -326,11 +275,16 @@ def create_search(config: SearchConfig, data: ImageDataset | None = None,
     config = replace(config, out=str(out))
     run = RunDir.create(out, config.to_dict())
     train, _ = data.split_validation(config.val_fraction, config.seed)  # the trainer's normalisation statistics
-    write_normalization(run, Normalizer.fit(train.x), data.input_shape, data.class_names)
+    normalizer = Normalizer.fit(train.x)
+    run.write_normalization(normalizer.mean.tolist(), normalizer.std.tolist(), data.input_shape, data.class_names)
     if given:
         arrays = {"x_train": data.train.x.numpy(), "y_train": data.train.y.numpy(),
                   "class_names": np.array(data.class_names), "flip_ok": np.array(data.flip_ok)}
         if data.test is not None:
             arrays.update(x_test=data.test.x.numpy(), y_test=data.test.y.numpy())
-        np.savez_compressed(run.path / DATA_COPY, **arrays)
+        def write(path: Path) -> None:
+            with open(path, "wb") as f:  # a file object: savez given a path would append ".npz" to it
+                np.savez_compressed(f, **arrays)
+
+        run.save_data_copy(write)
     return Search(config, run, data, progress=progress)

@@ -1,12 +1,11 @@
 """What a finished (or running) search gives back: reports, the final retrain and test, exports, comparisons.
 
-Everything here reads the run directory; only ``final_evaluation`` writes (``final.json`` and
-``models/final/``), and it is the one place where the test split is used.
+Everything here reads the run directory (through ``RunDir``, which owns its paths); only the final retrain
+writes (the final model and report), and it is the one place where the test split is used.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -16,37 +15,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from morphnas.engine.config import SearchConfig
-from morphnas.engine.loop import load_data, read_normalization, train_config, trial_seeds
+from morphnas.engine.setup import load_data, stored_config, train_config, trial_seeds
 from morphnas.graph.graph import Graph
+from morphnas.status import TrialStatus
 from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
 from morphnas.trainer.datasets import ImageDataset
 from morphnas.trainer.trainer import EvalResult, Trainer
 
-FINAL_FILE = "final.json"
-FINAL_MODEL = "final"
 FINAL_SEED_KEY = 2**31 - 1  # seeds the final retrain apart from every trial
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def run_config(run: RunDir) -> SearchConfig:
-    """The SearchConfig stored in a run directory."""
-    return SearchConfig.from_dict({k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__})
-
-
-def best_trial(run: RunDir) -> TrialRecord:
-    """The finished trial with the highest validation metric; RunDirError if none finished."""
-    done = [t for t in run.trials() if t.status == "ok" and t.metric is not None]
-    if not done:
-        raise RunDirError(f"{run.path} has no successfully finished trial yet")
-    return max(done, key=lambda t: (t.metric, -t.id))
-
-
 def pick_trial(run: RunDir, trial: int | None) -> TrialRecord:
+    """Trial ``trial``, or the best one; RunDirError when it has no trained model."""
     if trial is None:
-        return best_trial(run)
+        best = run.best_trial()
+        if best is None:
+            raise RunDirError(f"{run.path} has no successfully finished trial yet")
+        return best
     record = run.trial(trial)
-    if record.status != "ok":
+    if not record.has_metric:
         raise RunDirError(f"trial {trial} did not finish successfully (status {record.status})")
     return record
 
@@ -65,8 +53,8 @@ class Standardize(nn.Module):
 
 def classifier(run: RunDir, trial: int | None = None, final: bool = False) -> nn.Module:
     """The chosen model as one eval-mode module on raw images: normalisation + network."""
-    norm = read_normalization(run)
-    graph = Graph.load(run.path / "models" / FINAL_MODEL) if final else run.load_model(pick_trial(run, trial).id)
+    norm = run.normalization()
+    graph = run.load_final_model() if final else run.load_model(pick_trial(run, trial).id)
     return nn.Sequential(Standardize(norm["mean"], norm["std"]), graph.to_module()).eval()
 
 
@@ -93,9 +81,9 @@ def per_class_report(result: EvalResult, class_names: list[str]) -> dict[str, An
 
 def _retrain(run: RunDir, epochs: int, trial: int | None, quiet: bool,
              need_test: bool) -> tuple[TrialRecord, ImageDataset, Trainer, nn.Module, float]:
-    config = run_config(run)
+    config = stored_config(run)
     record = pick_trial(run, trial)
-    data = load_data(config, run.path)
+    data = load_data(config, run)
     if need_test and data.test is None:
         raise ValueError(f"dataset {config.dataset!r} has no test split: nothing to evaluate on")
     init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
@@ -114,7 +102,7 @@ def _retrain(run: RunDir, epochs: int, trial: int | None, quiet: bool,
     result = trainer.fit(module, seed=train_seed, callback=say)
     if not result.ok:
         raise RuntimeError(f"the final training failed: {result.reason}")
-    graph.with_weights_from(module).save(run.path / "models" / FINAL_MODEL)
+    run.save_final_model(graph.with_weights_from(module))
     return record, data, trainer, module, result.total_seconds
 
 
@@ -142,7 +130,7 @@ def final_evaluation(path: str | Path, epochs: int, trial: int | None = None, qu
                   "test_images": len(data.test), "test_accuracy": test.accuracy, "test_loss": test.loss,
                   "search_val_accuracy": record.metric, "seconds": seconds,
                   **per_class_report(test, list(data.class_names))}
-        (run.path / FINAL_FILE).write_text(json.dumps(report, indent=1))
+        run.write_final_report(report)
         return report
     finally:
         run.close()
@@ -154,7 +142,7 @@ def _trajectory(trials: list[TrialRecord]) -> list[dict[str, float]]:
     for t in sorted(trials, key=lambda t: t.id):
         if not t.finished:
             continue
-        if t.status == "ok" and t.metric is not None:
+        if t.has_metric:
             best = max(best, t.metric)
         points.append({"trial": t.id, "elapsed": float(t.extra.get("elapsed", 0.0)),
                        "metric": t.metric, "best": None if best == -math.inf else best})
@@ -167,13 +155,13 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
     try:
         trials = run.trials()
         finished = [t for t in trials if t.finished]
-        ok = sorted((t for t in finished if t.status == "ok"), key=lambda t: (-(t.metric or 0.0), t.id))
+        ok = sorted((t for t in finished if t.has_metric), key=lambda t: (-(t.metric or 0.0), t.id))
         elapsed = max((float(t.extra.get("elapsed", 0.0)) for t in finished), default=0.0)
         train = sum(t.train_seconds for t in finished)
         out: dict[str, Any] = {
             "run": str(run.path), "strategy": run.config.get("strategy"), "dataset": run.config.get("dataset"),
             "seed": run.config.get("seed"), "trials": len(trials), "finished": len(finished),
-            "failed": sum(t.status == "failed" for t in finished), "elapsed_seconds": elapsed,
+            "failed": sum(t.status == TrialStatus.FAILED for t in finished), "elapsed_seconds": elapsed,
             "training_seconds": train, "overhead_share": (1 - train / elapsed) if elapsed > 0 else None,
             "best": None,
             "leaderboard": [{"trial": t.id, "metric": t.metric, "initial_metric": t.extra.get("initial_metric"),
@@ -181,14 +169,14 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
                              "width": t.width, "skips": t.skips, "epochs": t.epochs,
                              "seconds": t.extra.get("seconds")} for t in ok],
             "failures": [{"trial": t.id, "reason": (t.reason or "").strip().splitlines()[-1:]} for t in finished
-                         if t.status == "failed"],
+                         if t.status == TrialStatus.FAILED],
             "trajectory": _trajectory(trials),
         }
         if ok:
             out["best"] = out["leaderboard"][0] | {"model": str(run.model_dir(ok[0].id))}
-        final = run.path / FINAL_FILE
-        if final.is_file():
-            out["final"] = json.loads(final.read_text())
+        final = run.final_report()
+        if final is not None:
+            out["final"] = final
         if plot and out["trajectory"]:
             out["plot"] = str(plot_trajectories({str(run.path): out["trajectory"]}, run.path / "trajectory.png"))
         return out

@@ -1,9 +1,11 @@
-"""One trial, start to finish: build the child (replay ops on the parent's trained weights, or initialise
-from scratch), measure where it starts, train it, save it into the run directory, report the outcome.
+"""One trial, start to finish, as a pure function: build the child (replay ops on the parent's trained
+weights, or initialise from scratch), measure where it starts, train it, and return the outcome with the
+trained model as bytes.
 
-Only small, picklable things cross into a trial (ids, ops as dicts, an architecture as JSON), and the heavy
-ones (weights) travel through the run directory, so the same function runs in a thread of the driver or in
-a worker process.
+A trial never touches the run directory: its ``TrialSpec`` carries the parent's model as bytes and its
+``TrialOutcome`` carries the trained child back, so the same function runs in a thread of the driver, a local
+worker process or a Ray actor on another machine, with no shared filesystem. Only the driver writes the run
+directory (models, trial rows, TensorBoard).
 """
 
 from __future__ import annotations
@@ -18,34 +20,34 @@ from typing import Any
 
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import Limits, replay
-from morphnas.storage.rundir import RunDir
-from morphnas.storage.tensorboard import TrialLogger
+from morphnas.graph.serialization import graph_from_bytes, graph_to_bytes
+from morphnas.status import TrialStatus
 from morphnas.trainer.trainer import EpochRecord, Trainer
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """What to train: from trial ``parent`` by ``ops`` (with its weights if ``inherit``), or ``architecture``
-    (JSON) from scratch; the seeds make the trial reproducible."""
+    """What to train: ``ops`` replayed on the parent model (``parent_model``, bytes from ``graph_to_bytes``) if
+    ``inherit``, else ``architecture`` (JSON) from scratch; the seeds make the trial reproducible."""
 
     trial_id: int
-    run_dir: str
     parent: int | None
     ops: tuple[dict[str, Any], ...]
     architecture: dict[str, Any]
     inherit: bool
     init_seed: int
     train_seed: int
+    parent_model: bytes | None = None
     limits: dict[str, int] = field(default_factory=dict)
     description: str = ""
 
 
 @dataclass
 class TrialOutcome:
-    """What a trial produced (the trained model itself is in ``models/<id>/`` when status is ok)."""
+    """What a trial produced: its status and metrics and, when it has a metric, the trained model as bytes."""
 
     trial_id: int
-    status: str
+    status: TrialStatus
     reason: str = ""
     metric: float | None = None
     loss: float | None = None
@@ -56,22 +58,25 @@ class TrialOutcome:
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     seconds: float = 0.0
+    started_at: float = 0.0  # wall-clock (time.time()) on the worker
     n_params: int = 0
-    n_layers: int = 0
-    depth: int = 0
-    width: int = 0
-    skips: int = 0
-    arch_hash: str = ""
-    summary: str = ""
+    model: bytes | None = None
+    worker: str = ""
+
+    def __post_init__(self) -> None:
+        self.status = TrialStatus.parse(self.status)
 
 
 ProgressFn = Callable[[int, EpochRecord], None]
 
 
-def build_child(spec: TrialSpec, run: RunDir) -> Graph:
+def build_child(spec: TrialSpec) -> Graph:
     """The weighted graph a trial trains: the parent's trained weights morphed by ``ops``, or a fresh init."""
     if spec.parent is not None and spec.inherit:
-        child = replay(run.load_model(spec.parent), spec.ops, limits=Limits(**spec.limits) if spec.limits else None)
+        if spec.parent_model is None:
+            raise ValueError(f"trial {spec.trial_id} inherits from trial {spec.parent} but carries no parent model")
+        parent = graph_from_bytes(spec.parent_model)
+        child = replay(parent, spec.ops, limits=Limits(**spec.limits) if spec.limits else None)
         expected = Graph.from_dict(spec.architecture).canonical_hash()
         if child.canonical_hash() != expected:
             raise RuntimeError(f"replaying {len(spec.ops)} ops on trial {spec.parent} did not give the suggested "
@@ -81,43 +86,32 @@ def build_child(spec: TrialSpec, run: RunDir) -> Graph:
 
 
 def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = None,
-              log_tensorboard: bool = True) -> TrialOutcome:
+              worker: str = "") -> TrialOutcome:
     """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises."""
     start = time.perf_counter()
-    outcome = TrialOutcome(spec.trial_id, "failed")
-    run = RunDir.open(spec.run_dir)
-    logger = TrialLogger(run.tb_dir, spec.trial_id) if log_tensorboard else None
+    outcome = TrialOutcome(spec.trial_id, TrialStatus.FAILED, started_at=time.time(), worker=worker)
     try:
-        graph = build_child(spec, run)
-        outcome.n_params, outcome.n_layers = graph.n_params(), graph.n_layers()
-        outcome.depth, outcome.width, outcome.skips = graph.depth(), graph.max_width(), graph.n_skips()
-        outcome.arch_hash, outcome.summary = graph.canonical_hash(), graph.summary()
+        graph = build_child(spec)
+        outcome.n_params = graph.n_params()
         module = graph.to_module()
         if spec.parent is not None and spec.inherit:
             loss, acc = trainer.validate(module)  # where the child starts: its parent's accuracy, morphed
             outcome.initial_metric = acc if math.isfinite(loss) else None
 
         def on_epoch(record: EpochRecord, _module: object) -> None:
-            if logger is not None:
-                logger.epoch(record.epoch, record.train_loss, record.train_accuracy,
-                             record.val_loss, record.val_accuracy)
             if progress is not None:
                 progress(spec.trial_id, record)
 
         result = trainer.fit(module, seed=spec.train_seed, callback=on_epoch)
-        outcome.status = "ok" if result.ok else "failed"
+        outcome.status = TrialStatus.OK if result.ok else TrialStatus.FAILED
         outcome.reason = result.reason
         outcome.metric, outcome.loss, outcome.best_epoch = result.best_metric, result.best_loss, result.best_epoch
         outcome.epochs, outcome.stopped_by = result.epochs_run, result.stopped_by
         outcome.history = [dataclasses.asdict(r) for r in result.history]
         outcome.train_seconds = result.total_seconds
         if result.ok:
-            run.save_model(spec.trial_id, graph.with_weights_from(module))
+            outcome.model = graph_to_bytes(graph.with_weights_from(module))
     except Exception:
-        outcome.status, outcome.reason = "failed", traceback.format_exc()
-    finally:
-        if logger is not None:
-            logger.close()
-        run.close()
+        outcome.status, outcome.reason = TrialStatus.FAILED, traceback.format_exc()
     outcome.seconds = time.perf_counter() - start
     return outcome

@@ -5,13 +5,19 @@ run/
   config.json        resolved configuration, seed, versions, git hash if any
   trials.sqlite      one row per trial (ops, status, metrics, times) and the latest strategy state
   models/<id>/       architecture.json, weights.safetensors, checksum
+  models/final/      the best architecture retrained on train+validation (``morphnas final``)
   tb/                TensorBoard event files
   best.json          pointer to the best trial
+  normalization.json input normalisation, input shape and class names (exports need no data)
+  data.npz           a copy of the arrays given through the Python API (so ``resume`` finds them)
+  final.json         the final retrain's single test evaluation
 ```
 
-Every write is atomic: files are written to a temporary name and renamed, model directories are renamed
-into place whole, SQLite changes are transactions. A ``kill -9`` at any moment leaves a directory that
-``RunDir.open`` accepts and that says exactly which trials finished.
+This module owns that layout: no other module builds a path inside a run directory. Every write is atomic
+(``morphnas.fileio.atomic_write``: temporary name, fsync, rename; model directories are renamed into place
+whole; SQLite changes are transactions), so a ``kill -9`` at any moment leaves a directory that
+``RunDir.open`` accepts and that says exactly which trials finished. Only the search's driver writes here:
+trials receive and return models as bytes and never see this directory.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from morphnas.fileio import atomic_write
 from morphnas.graph.graph import Graph, GraphError
+from morphnas.status import TrialStatus
 
 RUN_FORMAT = "morphnas.run"
 RUN_SCHEMA_VERSION = 1
@@ -41,8 +49,10 @@ BEST_FILE = "best.json"
 MODELS_DIR = "models"
 TB_DIR = "tb"
 CHECKSUM_FILE = "checksum"
-
-FINISHED = ("ok", "failed")
+NORMALIZATION_FILE = "normalization.json"
+DATA_COPY_FILE = "data.npz"
+FINAL_MODEL_DIR = "final"
+FINAL_REPORT_FILE = "final.json"
 
 
 class RunDirError(ValueError):
@@ -58,7 +68,7 @@ class TrialRecord:
     ops: list[dict[str, Any]] = field(default_factory=list)
     inherit: bool = True
     strategy: str = ""
-    status: str = "pending"  # pending -> ok | failed
+    status: TrialStatus = TrialStatus.PENDING
     metric: float | None = None
     loss: float | None = None
     best_epoch: int | None = None
@@ -78,9 +88,24 @@ class TrialRecord:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.status = TrialStatus.parse(self.status)
+
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        """Whether the trial will not run again (see ``TrialStatus.finished``)."""
+        return self.status.finished
+
+    @property
+    def has_metric(self) -> bool:
+        """Whether the trial has a trained model and a finite validation metric."""
+        return self.status.has_metric and self.metric is not None
+
+
+def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
+    """The trial with the highest validation metric (the earliest on ties), or None: the one rule for "best"."""
+    done = [t for t in trials if t.has_metric]
+    return max(done, key=lambda t: (t.metric, -t.id)) if done else None
 
 
 _JSON_FIELDS = {"ops", "history", "extra"}
@@ -91,19 +116,6 @@ CREATE TABLE IF NOT EXISTS trials (
     {", ".join(("id INTEGER PRIMARY KEY" if c == "id" else c) for c in _COLUMNS)}
 );
 """
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -163,7 +175,7 @@ class RunDir:
         (path / TB_DIR).mkdir(exist_ok=True)
         config = {**config, "format": RUN_FORMAT, "schema_version": RUN_SCHEMA_VERSION,
                   "created": time.time(), "versions": environment_versions()}
-        _atomic_write_text(path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+        atomic_write(path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
         run = cls(path, config)
         with run._transaction() as db:
             for statement in _SCHEMA.split(";"):
@@ -227,6 +239,7 @@ class RunDir:
         """
         values = [json.dumps(v) if k in _JSON_FIELDS else v for k, v in asdict(trial).items()]
         values[_COLUMNS.index("inherit")] = int(trial.inherit)
+        values[_COLUMNS.index("status")] = trial.status.value
         with self._transaction() as db:
             db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) "
                        f"VALUES ({', '.join('?' * len(_COLUMNS))})", values)
@@ -257,17 +270,17 @@ class RunDir:
         return None if row is None else json.loads(row[0])
 
     # ------------------------------------------------------------------ models
-    def model_dir(self, trial_id: int) -> Path:
+    def model_dir(self, trial_id: int | str) -> Path:
         return self.path / MODELS_DIR / str(trial_id)
 
-    def save_model(self, trial_id: int, graph: Graph) -> Path:
+    def save_model(self, trial_id: int | str, graph: Graph) -> Path:
         """Write the trial's model whole into ``models/<id>/`` (architecture, weights, checksum), atomically."""
         final = self.model_dir(trial_id)
         tmp = Path(tempfile.mkdtemp(dir=self.path / MODELS_DIR, prefix=f".{trial_id}."))
         try:
             graph.save(tmp)
             sums = [f"{_sha256(tmp / name)}  {name}" for name in sorted(os.listdir(tmp))]
-            (tmp / CHECKSUM_FILE).write_text("\n".join(sums) + "\n")
+            atomic_write(tmp / CHECKSUM_FILE, "\n".join(sums) + "\n")
             if final.exists():  # left by an interrupted attempt at this same trial
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -276,7 +289,7 @@ class RunDir:
             raise
         return final
 
-    def load_model(self, trial_id: int, weights: bool = True) -> Graph:
+    def load_model(self, trial_id: int | str, weights: bool = True) -> Graph:
         """Read a trial's model, verifying its checksum; RunDirError names a missing or damaged file."""
         directory = self.model_dir(trial_id)
         sums = directory / CHECKSUM_FILE
@@ -293,21 +306,90 @@ class RunDir:
         except GraphError as exc:
             raise RunDirError(str(exc)) from None
 
+    def save_model_bytes(self, trial_id: int, blob: bytes) -> Path:
+        """Save a model that arrived as bytes from a worker (``graph_to_bytes``); GraphError if it is not one."""
+        from morphnas.graph.serialization import graph_from_bytes
+
+        return self.save_model(trial_id, graph_from_bytes(blob))
+
+    def model_bytes(self, trial_id: int) -> bytes:
+        """A trial's trained model as bytes for a worker (checksum verified)."""
+        from morphnas.graph.serialization import graph_to_bytes
+
+        return graph_to_bytes(self.load_model(trial_id))
+
     # ------------------------------------------------------------------ best
+    def best_trial(self) -> TrialRecord | None:
+        """The best finished trial (``best_trial``'s rule), or None."""
+        return best_trial(self.trials())
+
     def set_best(self, trial: TrialRecord) -> None:
         """Point ``best.json`` at ``trial`` (atomic)."""
         data = {"trial": trial.id, "metric": trial.metric, "model": f"{MODELS_DIR}/{trial.id}",
                 "n_params": trial.n_params, "description": trial.description}
-        _atomic_write_text(self.path / BEST_FILE, json.dumps(data, indent=1))
+        atomic_write(self.path / BEST_FILE, json.dumps(data, indent=1))
 
     def best(self) -> dict[str, Any] | None:
+        """The contents of ``best.json`` (None before any trial finished)."""
         path = self.path / BEST_FILE
         return json.loads(path.read_text()) if path.is_file() else None
+
+    # ------------------------------------------------------------------ final retrain
+    @property
+    def final_model_dir(self) -> Path:
+        return self.path / MODELS_DIR / FINAL_MODEL_DIR
+
+    def has_final_model(self) -> bool:
+        """Whether ``morphnas final`` (or a search with final epochs) left a retrained model."""
+        return (self.final_model_dir / CHECKSUM_FILE).is_file()
+
+    def save_final_model(self, graph: Graph) -> Path:
+        """Write the final retrained model into ``models/final/`` (atomically, checksummed)."""
+        return self.save_model(FINAL_MODEL_DIR, graph)
+
+    def load_final_model(self) -> Graph:
+        """The final retrained model; RunDirError if there is none or it is damaged."""
+        if not self.has_final_model():
+            raise RunDirError(f"{self.path} has no final model: run `morphnas final {self.path}` first")
+        return self.load_model(FINAL_MODEL_DIR)
+
+    def write_final_report(self, report: dict[str, Any]) -> None:
+        atomic_write(self.path / FINAL_REPORT_FILE, json.dumps(report, indent=1))
+
+    def final_report(self) -> dict[str, Any] | None:
+        """The final test report (``final.json``), or None."""
+        path = self.path / FINAL_REPORT_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    # ------------------------------------------------------------------ data description
+    def write_normalization(self, mean: list[float], std: list[float], input_shape: tuple[int, ...],
+                            class_names: tuple[str, ...]) -> None:
+        """Record the input normalisation, shape and classes, so exports and predictions need no data."""
+        data = {"mean": [float(m) for m in mean], "std": [float(v) for v in std], "input_shape": list(input_shape),
+                "class_names": [str(c) for c in class_names]}
+        atomic_write(self.path / NORMALIZATION_FILE, json.dumps(data, indent=1))
+
+    def normalization(self) -> dict[str, Any]:
+        """What ``write_normalization`` recorded; RunDirError when the file is missing."""
+        path = self.path / NORMALIZATION_FILE
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing: the run directory is incomplete")
+        return json.loads(path.read_text())
+
+    def save_data_copy(self, write: Callable[[Path], object]) -> None:
+        """Keep a copy of the search's arrays in the run (``write(path)`` writes the .npz), atomically."""
+        atomic_write(self.path / DATA_COPY_FILE, write)
+
+    @property
+    def data_copy(self) -> Path | None:
+        """The path of the kept data copy, or None when the search's data is loaded by name."""
+        path = self.path / DATA_COPY_FILE
+        return path if path.is_file() else None
 
     def write_config(self, config: dict[str, Any]) -> None:
         """Replace config.json (e.g. to record a resume) atomically."""
         self.config = config
-        _atomic_write_text(self.path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+        atomic_write(self.path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
 
     @property
     def tb_dir(self) -> Path:

@@ -1,0 +1,98 @@
+"""Setting a search up from its configuration: data, trainer, initial architectures, strategy, seeds.
+
+These are plain functions of a ``SearchConfig`` (and the data), picklable where a worker needs them, so the
+driver, a worker process and a Ray actor build exactly the same trainer. The search loop itself lives in
+``loop.py``; the run directory's files are read and written only through ``RunDir``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from morphnas.engine.config import SearchConfig
+from morphnas.engine.plugins import load_plugins
+from morphnas.graph.generators import get_generator
+from morphnas.graph.graph import Graph
+from morphnas.graph.morphisms import Limits
+from morphnas.searcher.strategies import STRATEGIES, Strategy, make_strategy
+from morphnas.storage.rundir import RunDir, RunDirError
+from morphnas.trainer.datasets import ImageDataset, load_dataset, load_npz
+from morphnas.trainer.trainer import TrainConfig, Trainer
+
+
+def train_config(config: SearchConfig) -> TrainConfig:
+    """The trainer settings of a search."""
+    return TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size, optimizer=config.optimizer,
+                       lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
+                       patience=config.patience, time_limit=config.trial_time_limit)
+
+
+def load_data(config: SearchConfig, run: RunDir | None = None) -> ImageDataset:
+    """The dataset of a search: the copy kept in its run directory, or by name / .npz path."""
+    if run is not None and run.data_copy is not None:
+        return load_npz(run.data_copy)
+    return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
+
+
+def make_trainer(config: SearchConfig, data: ImageDataset) -> Trainer:
+    """A Trainer on the search's training split minus its seeded validation split (module-level: picklable,
+    so a worker process builds the same trainer as the driver)."""
+    load_plugins(config.plugins)  # a worker process imports the user's plugins before anything else
+    return Trainer.from_dataset(data, train_config(config), val_fraction=config.val_fraction, seed=config.seed,
+                                device=config.device)
+
+
+def initial_architectures(config: SearchConfig, data: ImageDataset) -> list[Graph]:
+    """The architectures a search starts from (the generator's, sized to the data)."""
+    generator = get_generator(config.generator)
+    return [generator(data.input_shape, data.n_classes, **config.generator_args, seed=None)]
+
+
+def build_strategy(config: SearchConfig, initial: list[Graph]) -> Strategy:
+    """The configured strategy with the options its factory accepts.
+
+    ``kernel`` and ``acquisition`` are passed only when the user set them; set for a strategy that takes no
+    such option, they are an error naming it rather than silently dropped.
+    """
+    factory = STRATEGIES.get(config.strategy)
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    chosen = {k: v for k, v in (("kernel", config.kernel), ("acquisition", config.acquisition)) if v is not None}
+    unused = sorted(k for k in chosen if k not in params and not takes_any)
+    if unused:
+        raise ValueError(f"strategy {config.strategy!r} uses no {' or '.join(unused)}, but the configuration sets "
+                         f"{', '.join(f'{k} = {chosen[k]!r}' for k in unused)}: remove it or choose a strategy "
+                         "that uses it (bayesian, bo-scratch)")
+    options: dict[str, Any] = {"limits": Limits(config.max_layers, config.max_params, config.max_width),
+                               "noise": config.noise, **chosen, **config.strategy_args}
+    if not takes_any:
+        unknown = set(config.strategy_args) - set(params)
+        if unknown:
+            raise ValueError(f"strategy {config.strategy!r} takes no options {sorted(unknown)}; "
+                             f"it takes {sorted(set(params) - {'initial', 'seed'})}")
+        options = {k: v for k, v in options.items() if k in params}
+    return make_strategy(config.strategy, initial, seed=config.seed, **options)
+
+
+def trial_seeds(seed: int, trial_id: int) -> tuple[int, int]:
+    """(weight-init seed, training seed) of a trial: distinct per trial, fixed by the search seed."""
+    a, b = np.random.SeedSequence([seed, trial_id]).generate_state(2)
+    return int(a), int(b)
+
+
+def stored_config(run: RunDir) -> SearchConfig:
+    """The SearchConfig recorded in a run directory, with its plugins imported (a plugin may be needed to build
+    anything the run names); RunDirError when the stored config is unusable or a plugin is missing."""
+    stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
+    try:
+        config = SearchConfig.from_dict(stored)
+    except (TypeError, ValueError) as exc:
+        raise RunDirError(f"{run.path}: its config.json cannot be used: {exc}") from None
+    try:
+        load_plugins(config.plugins)
+    except ValueError as exc:
+        raise RunDirError(f"{run.path}: {exc}") from None
+    return config
