@@ -26,14 +26,27 @@ max_width = 64
 batch_size = 64
 seed = 11
 generator_args = {{ filters = 8, dense_units = 16 }}
+{extra}
+"""
+
+# A user's plugin file: registers a kernel under a new name (a resumed search must import it again to go on).
+PLUGIN = """
+from morphnas.searcher.kernels import ExpDistanceKernel, register_kernel
+
+
+def scaled_exp_kernel(cache, **options):
+    return ExpDistanceKernel(cache, **options)
+
+
+register_kernel("plugin-exp", scaled_exp_kernel)
 """
 
 
-def _cli(*args: str) -> subprocess.Popen:
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     # one thread each: the two searches of a test run side by side on a 2-core machine
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "morphnas.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
 
 
 def _finished(run: Path) -> int:
@@ -57,12 +70,16 @@ def _signature(run: Path) -> list[tuple]:
 
 @pytest.mark.parametrize("strategy", ["bayesian"])
 def test_kill_minus_nine_then_resume_equals_an_uninterrupted_search(tmp_path, strategy):
+    """With a user's kernel from a plugin file named by a relative path: the resume, started in a fresh process
+    from another working directory, must import the plugin again to rebuild the strategy."""
+    (tmp_path / "my_kernel.py").write_text(PLUGIN)
     config = tmp_path / "search.toml"
-    config.write_text(CONFIG.format(strategy=strategy))
+    config.write_text(CONFIG.format(strategy=strategy,
+                                    extra='kernel = "plugin-exp"\nplugins = ["./my_kernel.py"]'))
     whole, killed = tmp_path / "whole", tmp_path / "killed"
 
-    ref = _cli("search", "--config", str(config), "--out", str(whole), "--quiet")
-    victim = _cli("search", "--config", str(config), "--out", str(killed), "--quiet")
+    ref = _cli("search", "--config", str(config), "--out", str(whole), "--quiet", cwd=tmp_path)
+    victim = _cli("search", "--config", str(config), "--out", str(killed), "--quiet", cwd=tmp_path)
     deadline = time.time() + 240
     while _finished(killed) < 2 and victim.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -81,6 +98,27 @@ def test_kill_minus_nine_then_resume_equals_an_uninterrupted_search(tmp_path, st
     assert after[:done_before] == before, "finished trials were changed by the resume"
     assert len(after) == 4 and all(t[5] in ("ok", "failed") for t in after)
     assert after == _signature(whole), "the resumed search made other choices than the uninterrupted one"
+    assert RunDir.open(killed).config["plugins"] == [str(tmp_path / "my_kernel.py")]
+
+
+def test_resume_names_a_plugin_that_has_gone_missing(tmp_path, capsys):
+    plugin = tmp_path / "gone.py"
+    plugin.write_text(PLUGIN.replace("plugin-exp", "plugin-gone"))
+    run = tmp_path / "run"
+    assert main(["search", "--max-trials", "1", "--max-epochs", "1", "--kernel", "plugin-gone",
+                 "--plugin", str(plugin), "--out", str(run), "-q"]) == 0
+    plugin.unlink()
+    before = _signature(run)
+    assert main(["resume", str(run), "--max-trials", "2", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"plugin file {plugin} does not exist" in err and "Traceback" not in err
+    assert _signature(run) == before, "a failed resume changed the run"
+
+
+def test_a_kernel_set_for_a_strategy_without_a_gp_is_an_error(tmp_path, capsys):
+    assert main(["search", "--strategy", "random", "--kernel", "wl", "--out", str(tmp_path / "r"), "-q"]) == 2
+    assert "strategy 'random' uses no kernel, but the configuration sets kernel = 'wl'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_of_a_foreign_directory_is_a_clear_error_and_changes_nothing(tmp_path, capsys):

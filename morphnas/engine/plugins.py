@@ -51,10 +51,10 @@ def load_plugin(name: str) -> ModuleType:
     if is_path(name):
         path = Path(name)
         module_name = _module_name(path)
+        if not path.is_file():  # checked first, so a run never silently depends on a file that is gone
+            raise PluginError(f"plugin file {path} does not exist (named in the search's plugins)")
         if module_name in sys.modules:
             return sys.modules[module_name]
-        if not path.is_file():
-            raise PluginError(f"plugin file {path} does not exist (named in the search's plugins)")
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise PluginError(f"plugin file {path} cannot be imported as Python")
