@@ -28,7 +28,7 @@ def check_label_range(y: torch.Tensor, n_classes: int, what: str) -> None:
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= n_classes:
         bad = lo if lo < 0 else hi
-        raise ValueError(f"{what}: label {bad} is out of range; labels must lie in [0, {n_classes - 1}]")
+        raise ValueError(f"{what}: label {bad} is out of range; expected labels in [0, {n_classes - 1}]")
 
 
 def to_numpy(a: Any) -> np.ndarray:

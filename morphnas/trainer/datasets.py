@@ -3,8 +3,9 @@
 Every source becomes an `ImageDataset`: a training split, an optional test split, class names and the
 dataset's augmentation recipe. Images are tensors N×C×H×W, uint8 when the source is 8-bit (every built-in
 source) and float32 otherwise; labels are int64 class indices. Bad input raises a `ValueError` that says
-what was expected. The code lives in one module per concept, re-exported here so that
-`morphnas.trainer.datasets` keeps every name it ever had:
+what was expected; a malformed file raises `DataFileError`, a `ValueError` whose one line names the file.
+The code lives in one module per concept, re-exported here so that `morphnas.trainer.datasets` keeps
+every name it ever had:
 
 - `containers`: `ImageSplit`, `ImageDataset`, `from_arrays`, `from_torch_dataset`, `stratified_split`;
 - `arrays`: validation and conversion of array-likes into image and label tensors (`as_images`);
@@ -25,6 +26,7 @@ from morphnas.trainer.formats import (
     CIFAR10_CLASSES,
     CIFAR10_FILES,
     IDX_FILES,
+    DataFileError,
     idx_file,
     load_cifar10,
     load_idx_dataset,
@@ -60,6 +62,7 @@ __all__ = [
     "IDX_FILES",
     "MNIST_CLASSES",
     "SYSTEM_DIRS",
+    "DataFileError",
     "DatasetSpec",
     "DownloadError",
     "ImageDataset",
