@@ -24,6 +24,7 @@ from morphnas.trainer import (
     load_npz,
     read_cifar_batch,
     read_idx,
+    registry,
     stratified_split,
 )
 from morphnas.trainer import datasets as ds
@@ -74,7 +75,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No dataset anywhere: empty HOME, no $MORPHNAS_DATA_DIR, no system directories."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv(ds.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(ds, "SYSTEM_DIRS", {})
+    monkeypatch.setattr(registry, "SYSTEM_DIRS", {})
     return tmp_path
 
 
@@ -211,10 +212,10 @@ def _serve_idx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: bool) -
     for stem in ds.IDX_FILES:
         f = src / (stem + ".gz")
         md5 = hashlib.md5(f.read_bytes()).hexdigest()
-        remotes.append(ds._Remote(f.name, (f.as_uri(),), "0" * 32 if corrupt and "labels" in stem else md5))
-    spec = ds._SPECS["fashion-mnist"]
-    patched = ds._Spec(spec.name, spec.subdirs, spec.expected, tuple(remotes))
-    monkeypatch.setitem(ds._SPECS, "fashion-mnist", patched)
+        remotes.append(ds.Remote(f.name, (f.as_uri(),), "0" * 32 if corrupt and "labels" in stem else md5))
+    spec = ds.DATASET_SPECS["fashion-mnist"]
+    patched = ds.DatasetSpec(spec.name, spec.subdirs, spec.expected, tuple(remotes))
+    monkeypatch.setitem(ds.DATASET_SPECS, "fashion-mnist", patched)
 
 
 def test_download_verifies_checksums_and_loads(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,9 +238,9 @@ def test_download_with_bad_checksum_fails_and_leaves_nothing(isolated: Path, mon
 
 
 def test_download_unreachable_url_is_a_clear_error(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = ds._SPECS["mnist"]
-    remotes = tuple(ds._Remote(r.filename, ((isolated / "absent" / r.filename).as_uri(),), r.md5) for r in spec.remotes)
-    monkeypatch.setitem(ds._SPECS, "mnist", ds._Spec(spec.name, spec.subdirs, spec.expected, remotes))
+    spec = ds.DATASET_SPECS["mnist"]
+    remotes = tuple(ds.Remote(r.filename, ((isolated / "absent" / r.filename).as_uri(),), r.md5) for r in spec.remotes)
+    monkeypatch.setitem(ds.DATASET_SPECS, "mnist", ds.DatasetSpec(spec.name, spec.subdirs, spec.expected, remotes))
     with pytest.raises(DownloadError, match=r"could not download train-images-idx3-ubyte\.gz"):
         load_dataset("mnist", download=True)
 
@@ -253,9 +254,9 @@ def test_cifar_download_extracts_archive(isolated: Path, monkeypatch: pytest.Mon
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    spec = ds._SPECS["cifar10"]
-    remote = ds._Remote(archive.name, (archive.as_uri(),), md5)
-    monkeypatch.setitem(ds._SPECS, "cifar10", ds._Spec(spec.name, spec.subdirs, spec.expected, (remote,)))
+    spec = ds.DATASET_SPECS["cifar10"]
+    remote = ds.Remote(archive.name, (archive.as_uri(),), md5)
+    monkeypatch.setitem(ds.DATASET_SPECS, "cifar10", ds.DatasetSpec(spec.name, spec.subdirs, spec.expected, (remote,)))
     data = load_dataset("cifar10", data_dir=isolated / "dl", download=True)
     assert len(data.train) == 15 and len(data.test) == 3
     assert not (isolated / "escape").exists()
