@@ -106,4 +106,4 @@ def test_register_kernel_in_one_call(population):
         with pytest.raises(ValueError, match="already registered"):
             register_kernel("flat-test", Flat)
     finally:
-        KERNELS._items.pop("flat-test")
+        KERNELS.unregister("flat-test")

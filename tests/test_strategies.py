@@ -150,7 +150,7 @@ def test_register_a_strategy():
         s = make_strategy("first-only", [BASES["mlp"]()])
         assert s.suggest(0).info["reason"] == "initial" and s.suggest(1) is None
     finally:
-        STRATEGIES._items.pop("first-only")
+        STRATEGIES.unregister("first-only")
 
 
 def test_warm_started_gp_fits_resume_exactly():
