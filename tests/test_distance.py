@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_searcher_helpers import BASES, morph_chain, random_architectures
+from searcher_helpers import BASES, morph_chain, random_architectures
 
 from morphnas.graph import Dense, Graph, ReLU, generators
 from morphnas.graph.morphisms import add_skip, deeper, wider

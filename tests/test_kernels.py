@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_searcher_helpers import random_architectures
+from searcher_helpers import random_architectures
 
 from morphnas.searcher import KERNELS, ArchitectureCache, ArchitectureKernel, make_kernel, register_kernel
 from morphnas.searcher.kernels import BourgainKernel

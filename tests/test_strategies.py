@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_searcher_helpers import BASES, toy_metric
+from searcher_helpers import BASES, toy_metric
 
 from morphnas.graph.morphisms import Limits, replay
 from morphnas.searcher import (
