@@ -6,8 +6,9 @@ over ``--repeats`` runs on the same machine in the same process:
 
 - ``add``: adding one new architecture to the distance cache (its distances to all n members);
 - ``suggest (cold fit)`` / ``suggest (warm fit)``: a whole ``suggest()`` with the GP hyperparameters fitted
-  from the defaults or warm-started from the previous fit (the strategy does the former while n <= 64 and
-  whenever n has doubled since the last cold fit), with its GP-fit and annealing parts;
+  from the defaults or warm-started from the previous fit (the strategy's ``refit`` policy set to ``cold`` /
+  ``warm``; its default, ``doubling``, fits cold while n <= 64 and whenever n has doubled since the last cold
+  fit), with its GP-fit and annealing parts;
 - the GP fit with torch's default intra-op threads against one thread (the strategy's setting), as a ratio.
 
 Usage: ``python benchmarks/bench_searcher.py [--sizes 50 200 500] [--repeats 3] [--json out.json]``
@@ -62,14 +63,12 @@ def bench_size(n: int, repeats: int) -> dict:
         adds.append(time.perf_counter() - start)  # (these few extra members are kept: n grows by <1 %)
 
     def suggestion(trial_id: int, cold: bool) -> dict:
-        if cold:
-            strategy._last_cold = 0
-        else:
-            strategy._last_cold = len(strategy.trained)
+        strategy.refit = "cold" if cold else "warm"
         start, cpu = time.perf_counter(), time.process_time()
         s = strategy.suggest(trial_id)
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
-        strategy.pending.pop(trial_id)  # keep n fixed: forget the suggestion
+        assert s.info["cold_fit"] == cold
+        strategy.cancel(trial_id)  # keep n fixed: withdraw the suggestion
         return {"total": total, "cpu": cpu, "gp_fit": s.info["seconds"]["gp_fit"],
                 "annealing": s.info["annealing"]["seconds"], "scored": s.info["annealing"]["scored"]}
 
@@ -77,7 +76,7 @@ def bench_size(n: int, repeats: int) -> dict:
     cold = [suggestion(10**6 + k, cold=True) for k in range(1, repeats + 1)]
     warm = [suggestion(2 * 10**6 + k, cold=False) for k in range(repeats)]
 
-    idx = np.array([strategy._index[o.trial_id] for o in strategy.trained])
+    idx = np.array([strategy.cache_index(o.trial_id) for o in strategy.trained])
     y = np.array([o.metric for o in strategy.trained])
     threads = {}
     for label, t in (("default", None), ("one", 1)):

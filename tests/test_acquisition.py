@@ -59,4 +59,7 @@ def test_unknown_and_custom_acquisitions():
     try:
         assert make_acquisition("mean-test")(Posterior(np.ones(2), np.ones(2)), 0.0, None).sum() == 2
     finally:
-        ACQUISITIONS._items.pop("mean-test")
+        ACQUISITIONS.unregister("mean-test")
+    assert "mean-test" not in ACQUISITIONS and "ucb" in ACQUISITIONS
+    with pytest.raises(ValueError, match="unknown acquisition 'mean-test'; valid names: ei, pi, thompson, ucb"):
+        ACQUISITIONS.unregister("mean-test")

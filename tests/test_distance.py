@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_searcher_helpers import BASES, morph_chain, random_architectures
+from searcher_helpers import BASES, morph_chain, random_architectures
 
 from morphnas.graph import Dense, Graph, ReLU, generators
 from morphnas.graph.morphisms import add_skip, deeper, wider
@@ -165,7 +165,7 @@ def test_flat_mlp_without_flatten():
 def test_vectorised_skip_matching_equals_the_reference(member_sets, probe):
     # the cache matches one skip set against all interned sets at once (enumeration or Hungarian by size)
     cache = ArchitectureCache()
-    ids = [cache._skipset_id(tuple(sorted(m))) for m in member_sets]
-    row = cache._set_row(tuple(sorted(probe)))
+    ids = [cache.skipsets.intern(tuple(sorted(m))) for m in member_sets]
+    row = cache.skipsets.distances_to_all(tuple(sorted(probe)))
     for sid, m in zip(ids, member_sets, strict=True):
         assert row[sid] == pytest.approx(skips_distance(sorted(probe), sorted(m)), abs=1e-12)

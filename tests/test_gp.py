@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_searcher_helpers import random_architectures, toy_metric
+from searcher_helpers import random_architectures, toy_metric
 
 from morphnas.searcher import ArchitectureCache, ArchitectureGP, GPError
 from morphnas.searcher.gp import robust_cholesky

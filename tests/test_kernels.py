@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_searcher_helpers import random_architectures
+from searcher_helpers import random_architectures
 
 from morphnas.searcher import KERNELS, ArchitectureCache, ArchitectureKernel, make_kernel, register_kernel
 from morphnas.searcher.kernels import BourgainKernel
@@ -106,4 +106,4 @@ def test_register_kernel_in_one_call(population):
         with pytest.raises(ValueError, match="already registered"):
             register_kernel("flat-test", Flat)
     finally:
-        KERNELS._items.pop("flat-test")
+        KERNELS.unregister("flat-test")

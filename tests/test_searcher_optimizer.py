@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_searcher_helpers import BASES, morph_chain, toy_metric
+from searcher_helpers import BASES, morph_chain, toy_metric
 
 from morphnas.graph.morphisms import Limits, replay
 from morphnas.searcher import ArchitectureCache, ArchitectureGP, Root, TreeAnnealer, make_acquisition

@@ -6,10 +6,19 @@ import json
 
 import numpy as np
 import pytest
-from test_searcher_helpers import BASES, toy_metric
+from searcher_helpers import BASES, toy_metric
 
 from morphnas.graph.morphisms import Limits, replay
-from morphnas.searcher import STRATEGIES, Observation, Strategy, Suggestion, make_strategy, register_strategy
+from morphnas.searcher import (
+    STRATEGIES,
+    Observation,
+    Strategy,
+    StrategyExhausted,
+    Suggestion,
+    make_strategy,
+    register_strategy,
+)
+from morphnas.status import TrialStatus
 
 FAST_BO = {"fit_steps": 5, "annealing": {"t_min": 0.3, "n_children": 3, "n_attempts": 6}}
 OPTIONS = {"bayesian": FAST_BO, "bo-scratch": FAST_BO, "evolution": {"population_size": 4, "sample_size": 2}}
@@ -142,15 +151,18 @@ def test_register_a_strategy():
     class Repeat(Strategy):
         name = "first-only"
 
-        def _propose(self, trial_id):
+        def propose(self, trial_id):
             return None
 
     register_strategy("first-only", Repeat)
     try:
         s = make_strategy("first-only", [BASES["mlp"]()])
         assert s.suggest(0).info["reason"] == "initial" and s.suggest(1) is None
+        s.observe(Observation(0, BASES["mlp"](), 0.5))
+        with pytest.raises(StrategyExhausted, match=r"first-only strategy .* already suggested"):
+            s.suggest(1)  # nothing pending: waiting cannot help
     finally:
-        STRATEGIES._items.pop("first-only")
+        STRATEGIES.unregister("first-only")
 
 
 def test_warm_started_gp_fits_resume_exactly():
@@ -163,3 +175,112 @@ def test_warm_started_gp_fits_resume_exactly():
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert _run(b, 2, start=4) == _run(a, 2, start=4)
     assert b.gp.hyperparameters == a.gp.hyperparameters
+
+
+def test_observation_status_is_a_trial_status():
+    graph = BASES["mlp"]()
+    assert Observation(0, graph, 0.5).status is TrialStatus.OK
+    cut = Observation(1, graph, 0.4, "cut")
+    assert cut.status is TrialStatus.CUT and cut.ok  # a deadline-cut trial's best epoch is observed
+    failed = Observation(2, graph, None, "failed")
+    assert failed.status is TrialStatus.FAILED and not failed.ok
+    for status in ("pending", TrialStatus.LOST):
+        with pytest.raises(ValueError, match="not finished"):
+            Observation(3, graph, 0.5, status)
+    with pytest.raises(ValueError, match="status='failed'"):
+        Observation(3, graph, None, "cut")
+    with pytest.raises(ValueError, match="valid statuses: pending, ok, failed, cut, lost"):
+        Observation(3, graph, 0.5, "done")
+    back = Observation.from_dict(json.loads(json.dumps(cut.to_dict())))
+    assert (back.status, back.metric) == (TrialStatus.CUT, 0.4)
+    strategy = _make("hill-climbing")
+    _run(strategy, 3, fail={1})
+    state = json.loads(json.dumps(strategy.state_dict()))
+    assert [o["status"] for o in state["observations"]] == ["ok", "failed", "ok"]  # plain strings, as before
+    resumed = _make("hill-climbing")
+    resumed.load_state_dict(state)
+    assert [o.status for o in resumed.observations.values()] == [TrialStatus.OK, TrialStatus.FAILED, TrialStatus.OK]
+
+
+@pytest.mark.parametrize("name", ["bayesian", "random-walk", "evolution", "hill-climbing", "bfs"])
+def test_morphism_strategies_wait_then_give_up_without_a_success(name):
+    strategy = _make(name)
+    first, second = strategy.suggest(0), strategy.suggest(1)
+    strategy.observe(Observation(0, first.architecture, None, "failed"))
+    assert strategy.suggest(2) is None  # trial 1 is pending: its result may give a parent
+    strategy.observe(Observation(1, second.architecture, None, "failed"))
+    with pytest.raises(StrategyExhausted, match=f"the {name} strategy .* no trial has succeeded"):
+        strategy.suggest(2)
+    assert not strategy.pending  # the failed call registered nothing
+
+
+def test_random_search_says_when_its_space_is_exhausted():
+    strategy = make_strategy("random", [BASES["mlp"]()], limits=Limits(max_params=1))
+    strategy.suggest(0)  # the initial architecture is not drawn
+    with pytest.raises(StrategyExhausted, match="cannot draw an architecture"):
+        strategy.suggest(1)
+    # Only the MLPs with one hidden layer of 64 or 128 units (dropout 0, 0.25 or 0.5) fit: six, and the initial.
+    cap = 16 * 128 + 128 + 128 * 4 + 4
+    strategy = make_strategy("random", [BASES["mlp"]()], limits=Limits(max_params=cap), families=["mlp"])
+    suggested = 0
+    with pytest.raises(StrategyExhausted, match="space looks exhausted: 100 random draws"):
+        for tid in range(20):
+            strategy.suggest(tid)
+            suggested += 1
+    assert suggested == 7
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cancel_withdraws_a_pending_suggestion(name):
+    a, b = _make(name, seed=5), _make(name, seed=5)
+    _run(a, 3)
+    _run(b, 3)
+    s = a.suggest(3)
+    assert a.cancel(3) == s and 3 not in a.pending and not a.is_seen(s.architecture)
+    with pytest.raises(KeyError, match=r"trial 3 is not pending \(never suggested"):
+        a.cancel(3)
+    with pytest.raises(KeyError, match=r"trial 2 is not pending \(already observed"):
+        a.cancel(2)
+    resumed = _make(name, seed=5)
+    resumed.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert 3 not in resumed.pending
+    assert _run(resumed, 2, start=4) == _run(a, 2, start=4)
+    if name in ("bayesian", "bo-scratch"):
+        with pytest.raises(KeyError, match="trial 3 is neither observed nor pending"):
+            a.cache_index(3)  # no fantasy for a cancelled trial
+
+
+def test_a_cancelled_architecture_is_suggested_again():
+    strategy = _make("bayesian")
+    first = strategy.suggest(0)
+    second = strategy.suggest(1)
+    strategy.cancel(0)  # an initial architecture comes back first
+    assert strategy.suggest(2).architecture.canonical_hash() == first.architecture.canonical_hash()
+    strategy.observe(Observation(2, first.architecture, 0.5))
+    strategy.observe(Observation(1, second.architecture, 0.6))
+    child = strategy.suggest(3)
+    strategy.suggest(4)
+    assert strategy.gp.n_train == 3  # two trained + the pending trial 3's fantasy
+    strategy.cancel(3)
+    strategy.cancel(4)
+    assert not strategy.is_seen(child.architecture)  # it may be chosen again
+    strategy.suggest(5)
+    assert strategy.gp.n_train == 2  # the cancelled trials' fantasies are gone
+
+
+@pytest.mark.parametrize("refit", ["doubling", "cold", "warm"])
+def test_refit_policies_each_fit_the_gp(refit):
+    strategy = make_strategy("bayesian", [BASES["cnn"](), BASES["resnet"]()], seed=6, refit=refit,
+                             cold_fits_until=1, **FAST_BO)
+    _run(strategy, 2)
+    colds = []
+    for tid in range(2, 6):  # fits on 2, 3, 4, 5 trained models
+        s = strategy.suggest(tid)
+        colds.append(s.info["cold_fit"])
+        assert strategy.gp is not None and strategy.gp.n_train == tid
+        assert all(np.isfinite(v).all() for v in strategy.gp.hyperparameters.values())
+        strategy.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
+    assert colds == {"doubling": [True, False, True, False], "cold": [True] * 4,
+                     "warm": [True, False, False, False]}[refit]
+    with pytest.raises(ValueError, match="unknown refit policy 'sometimes'; valid names: doubling, cold, warm"):
+        strategy.refit = "sometimes"

@@ -1,8 +1,10 @@
 """The searcher: edit distance, kernels, GP, acquisitions, the acquisition optimizer and search strategies.
 
 Architectures reach the GP as indices into an ``ArchitectureCache`` (descriptors and an incrementally grown
-edit-distance matrix). Kernels, acquisitions and strategies are chosen by name from registries that users
-extend with ``register_kernel`` / ``register_acquisition`` / ``register_strategy``.
+edit-distance matrix, its layer term from ``levenshtein`` and its skip term from ``skipmatch``). Kernels,
+acquisitions and strategies are chosen by name from registries that users extend with ``register_kernel`` /
+``register_acquisition`` / ``register_strategy``. A strategy's ``suggest`` returns None only while waiting on a
+pending trial can help, and raises ``StrategyExhausted`` when nothing can be proposed any more.
 """
 
 from morphnas.searcher.acquisition import (
@@ -15,7 +17,7 @@ from morphnas.searcher.acquisition import (
     make_acquisition,
     register_acquisition,
 )
-from morphnas.searcher.cache import ArchitectureCache, levenshtein_batch
+from morphnas.searcher.cache import ArchitectureCache
 from morphnas.searcher.distance import (
     SEQUENCE_KINDS,
     SIZE_ATTRIBUTES,
@@ -38,8 +40,10 @@ from morphnas.searcher.kernels import (
     make_kernel,
     register_kernel,
 )
+from morphnas.searcher.levenshtein import TokenVocabulary, levenshtein_batch
 from morphnas.searcher.optimizer import Proposal, Root, TreeAnnealer
 from morphnas.searcher.registry import Registry
+from morphnas.searcher.skipmatch import SkipSetMatcher
 from morphnas.searcher.strategies import (
     STRATEGIES,
     AgingEvolution,
@@ -52,6 +56,7 @@ from morphnas.searcher.strategies import (
     RandomSearch,
     RandomWalk,
     Strategy,
+    StrategyExhausted,
     Suggestion,
     make_strategy,
     register_strategy,
@@ -87,9 +92,12 @@ __all__ = [
     "RandomWalk",
     "Registry",
     "Root",
+    "SkipSetMatcher",
     "Strategy",
+    "StrategyExhausted",
     "Suggestion",
     "Thompson",
+    "TokenVocabulary",
     "TreeAnnealer",
     "WLKernel",
     "describe",

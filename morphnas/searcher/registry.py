@@ -26,6 +26,12 @@ class Registry(Generic[T]):
         self._items[name] = factory
         return factory
 
+    def unregister(self, name: str) -> Callable[..., T]:
+        """Remove ``name`` and return its factory; ValueError listing the valid names if it is not registered."""
+        factory = self.get(name)
+        del self._items[name]
+        return factory
+
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered as ``name``; ValueError listing the valid names otherwise."""
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from morphnas.graph.graph import Graph
 from morphnas.searcher.registry import Registry
-from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion
+from morphnas.searcher.strategies.base import Observation, Strategy, StrategyExhausted, Suggestion
 from morphnas.searcher.strategies.baselines import BreadthFirst, HillClimbing, RandomWalk
 from morphnas.searcher.strategies.bayesian import BayesianSearch, BOScratch
 from morphnas.searcher.strategies.evolution import AgingEvolution
@@ -49,6 +49,7 @@ __all__ = [
     "RandomSearch",
     "RandomWalk",
     "Strategy",
+    "StrategyExhausted",
     "Suggestion",
     "make_strategy",
     "register_strategy",

@@ -1,16 +1,33 @@
-"""The strategy interface every search method implements: ``suggest`` / ``observe``, and resumable state.
+"""The strategy interface every search method implements: ``suggest`` / ``observe`` / ``cancel``, and state.
 
 A search loop drives a strategy like this::
 
-    s = strategy.suggest(trial_id)            # a Suggestion, or None: wait for a result first
+    try:
+        s = strategy.suggest(trial_id)        # a Suggestion, or None: wait for a pending trial's result first
+    except StrategyExhausted:                 # nothing left to propose, and waiting cannot change that
+        stop
     ... train s.architecture (replay s.ops on trial s.parent's weights if s.inherit_weights) ...
-    strategy.observe(Observation(trial_id, graph, metric, "ok"))   # or status="failed", metric=None
+    strategy.observe(Observation(trial_id, graph, metric, TrialStatus.OK))   # or FAILED with metric=None
+    strategy.cancel(trial_id)                 # or: withdraw the suggestion without a result
 
-The first suggestions are the initial architectures, from scratch. A suggested, not yet observed trial is
-*pending*: its architecture is never suggested again, and model-based strategies account for it (the GP with
-a fantasy value). ``state_dict()`` is plain JSON (observations with their architectures, pending suggestions,
-the generator state, strategy-specific fields); ``load_state_dict`` on a strategy built with the same
-arguments restores it exactly, so a resumed search makes the same choices as an uninterrupted one.
+The contract of ``suggest``:
+
+- it returns a ``Suggestion`` (the trial is then *pending*), or
+- ``None`` only while some trial is pending: the strategy has nothing to propose now, but a result might
+  change that (a morphism strategy with no successful trial yet, a breadth-first queue waiting to grow), or
+- it raises ``StrategyExhausted``, saying why, when it can propose nothing and waiting cannot help: no trial is
+  pending and no trial succeeded (a morphism strategy has no parent), or its space is exhausted.
+
+The first suggestions are the initial architectures, from scratch. A pending trial's architecture is never
+suggested again, and model-based strategies account for it (the GP with a fantasy value); ``cancel`` withdraws
+a pending suggestion, after which its architecture may be suggested again. ``state_dict()`` is plain JSON
+(observations with their architectures, pending suggestions, the generator state, strategy-specific fields);
+``load_state_dict`` on a strategy built with the same arguments restores it exactly, so a resumed search
+makes the same choices as an uninterrupted one.
+
+A subclass implements ``propose`` and may override the documented hooks ``on_observe``, ``on_suggest``,
+``on_cancel``, ``extra_state`` and ``load_extra_state``; ``mutate``, ``trained``, ``best`` and ``is_seen``
+are helpers for it.
 """
 
 from __future__ import annotations
@@ -25,43 +42,55 @@ import numpy as np
 
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import DEFAULT_NOISE, Limits, MorphismError, Op, random_morph, replay
+from morphnas.status import TrialStatus
 
 STATE_VERSION = 1
-STATUSES = ("ok", "failed")
 _NO_LIMITS = Limits(max_layers=2**62, max_params=2**62, max_width=2**62)  # replaying recorded ops never refuses
+
+
+class StrategyExhausted(Exception):
+    """Raised by ``Strategy.suggest`` when it can propose nothing and no pending result could change that."""
 
 
 @dataclass(frozen=True)
 class Observation:
-    """The outcome of a trial: its id, architecture, metric (higher is better) and status (``ok``/``failed``)."""
+    """The outcome of a finished trial: its id, architecture, metric (higher is better) and ``TrialStatus``.
+
+    ``ok`` and ``cut`` (stopped by a deadline, its best epoch kept) need a finite metric and enter the model;
+    ``failed`` has none. ``pending`` and ``lost`` trials are not finished and cannot be observed. A status
+    given as a string is parsed (``"ok"``), so states saved with plain strings load unchanged.
+    """
 
     trial_id: int
     architecture: Graph
     metric: float | None = None
-    status: str = "ok"
+    status: TrialStatus = TrialStatus.OK
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown trial status {self.status!r}; valid statuses: {', '.join(STATUSES)}")
-        if self.status == "ok" and (self.metric is None or not math.isfinite(self.metric)):
-            raise ValueError(f"trial {self.trial_id} is 'ok' but its metric is {self.metric!r}: report a NaN or "
-                             "missing metric as status='failed'")
+        status = TrialStatus.parse(self.status)
+        object.__setattr__(self, "status", status)
+        if not status.finished:
+            raise ValueError(f"trial {self.trial_id} is {status.value!r}, not finished: only ok, cut and failed "
+                             "trials can be observed")
+        if status.has_metric and (self.metric is None or not math.isfinite(self.metric)):
+            raise ValueError(f"trial {self.trial_id} is {status.value!r} but its metric is {self.metric!r}: report "
+                             "a NaN or missing metric as status='failed'")
 
     @property
     def ok(self) -> bool:
-        """Whether the trial finished with a metric."""
-        return self.status == "ok"
+        """Whether the trial produced a metric (status ``ok`` or ``cut``)."""
+        return self.status.has_metric
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, the architecture in full."""
         return {"trial_id": int(self.trial_id), "architecture": self.architecture.to_dict(),
-                "metric": None if self.metric is None else float(self.metric), "status": self.status}
+                "metric": None if self.metric is None else float(self.metric), "status": self.status.value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Observation:
         """Inverse of ``to_dict``."""
         return cls(int(data["trial_id"]), Graph.from_dict(data["architecture"]), data.get("metric"),
-                   data.get("status", "ok"))
+                   data.get("status", TrialStatus.OK))
 
 
 @dataclass(frozen=True)
@@ -123,8 +152,8 @@ class Strategy(ABC):
 
     # ------------------------------------------------------------------ the interface
     def suggest(self, trial_id: int) -> Suggestion | None:
-        """The architecture trial ``trial_id`` should train, or None when nothing can be proposed until a
-        pending trial is observed."""
+        """The architecture trial ``trial_id`` should train; None when only a pending trial's result could give
+        one; StrategyExhausted when nothing is pending and nothing can be proposed (see the module doc)."""
         trial_id = int(trial_id)
         if trial_id in self.pending or trial_id in self.observations:
             raise ValueError(f"trial id {trial_id} was already suggested")
@@ -136,9 +165,15 @@ class Strategy(ABC):
                 suggestion = Suggestion(graph, info={"strategy": self.name, "reason": "initial",
                                                      "initial": self._next_initial - 1})
         if suggestion is None:
-            suggestion = self._propose(trial_id)
-        if suggestion is not None:
-            self._register_pending(trial_id, suggestion)
+            suggestion = self.propose(trial_id)
+        if suggestion is None:
+            if self.pending:
+                return None
+            why = ("no trial has succeeded, so there is no model to build on" if not self.trained else
+                   "every candidate it can reach was already suggested")
+            raise StrategyExhausted(f"the {self.name} strategy has nothing left to propose and no trial is "
+                                    f"pending: {why}")
+        self._register_pending(trial_id, suggestion)
         return suggestion
 
     def observe(self, observation: Observation) -> None:
@@ -156,7 +191,24 @@ class Strategy(ABC):
             self._origin[obs.trial_id] = {"graph": obs.architecture.to_dict()}
         self.observations[obs.trial_id] = obs
         self._seen.add(key)
-        self._on_observe(obs)
+        self.on_observe(obs)
+
+    def cancel(self, trial_id: int) -> Suggestion:
+        """Withdraw pending trial ``trial_id`` (it will not be observed) and return its suggestion; its
+        architecture may be suggested again. KeyError if the trial is not pending."""
+        trial_id = int(trial_id)
+        if trial_id not in self.pending:
+            state = "already observed" if trial_id in self.observations else "never suggested"
+            raise KeyError(f"trial {trial_id} is not pending ({state}): only a pending suggestion can be cancelled")
+        suggestion = self.pending.pop(trial_id)
+        origin = self._origin.pop(trial_id)
+        key = suggestion.architecture.canonical_hash()
+        if all(o.architecture.canonical_hash() != key for o in self.observations.values()):
+            self._seen.discard(key)
+        if "initial" in origin:  # an initial architecture comes back before any proposal
+            self._next_initial = min(self._next_initial, int(origin["initial"]))
+        self.on_cancel(trial_id, suggestion)
+        return suggestion
 
     def _register_pending(self, trial_id: int, suggestion: Suggestion) -> None:
         if suggestion.parent is not None and suggestion.ops and suggestion.parent in self.observations:
@@ -167,18 +219,25 @@ class Strategy(ABC):
             self._origin[trial_id] = {"graph": suggestion.architecture.to_dict()}
         self.pending[trial_id] = suggestion
         self._seen.add(suggestion.architecture.canonical_hash())
-        self._on_suggest(trial_id, suggestion)
+        self.on_suggest(trial_id, suggestion)
 
     @abstractmethod
-    def _propose(self, trial_id: int) -> Suggestion | None:
-        """The strategy's own choice once the initial architectures are out."""
+    def propose(self, trial_id: int) -> Suggestion | None:
+        """The strategy's own choice once the initial architectures are out: an unseen architecture, or None
+        when it has none (``suggest`` then waits or raises StrategyExhausted); it may raise StrategyExhausted
+        itself with a more precise reason."""
 
-    def _on_observe(self, observation: Observation) -> None:
-        """Hook: a trial was observed."""
+    def on_observe(self, observation: Observation) -> None:
+        """Hook: a trial was observed (also called for each observation that ``load_state_dict`` replays)."""
         return
 
-    def _on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
-        """Hook: a suggestion became pending."""
+    def on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
+        """Hook: a suggestion became pending (also called for each pending trial that ``load_state_dict``
+        replays)."""
+        return
+
+    def on_cancel(self, trial_id: int, suggestion: Suggestion) -> None:
+        """Hook: pending trial ``trial_id`` was withdrawn by ``cancel``."""
         return
 
     # ------------------------------------------------------------------ helpers for subclasses
@@ -196,7 +255,7 @@ class Strategy(ABC):
         """Whether an architecture (or canonical hash) was observed or is pending."""
         return (graph if isinstance(graph, str) else graph.canonical_hash()) in self._seen
 
-    def _mutate(self, parent: Observation, rng: np.random.Generator, n_ops: int = 1, tries: int = 32,
+    def mutate(self, parent: Observation, rng: np.random.Generator, n_ops: int = 1, tries: int = 32,
                 reason: str = "mutation") -> Suggestion | None:
         """A child of ``parent`` by ``n_ops`` random morphisms that is not seen yet (longer chains if needed)."""
         for length in (n_ops, n_ops + 1, n_ops + 2):
@@ -237,12 +296,12 @@ class Strategy(ABC):
             "next_initial": self._next_initial,
             "rng": self.rng.bit_generator.state,
             "limits": None if self.limits is None else asdict(self.limits),
-            "observations": [{"trial_id": o.trial_id, "metric": o.metric, "status": o.status,
+            "observations": [{"trial_id": o.trial_id, "metric": o.metric, "status": o.status.value,
                               "architecture": self._origin[o.trial_id]} for o in self.observations.values()],
             "pending": [{"trial_id": t, "parent": s.parent, "ops": [op.to_dict() for op in s.ops],
                          "inherit_weights": s.inherit_weights, "info": s.info, "architecture": self._origin[t]}
                         for t, s in self.pending.items()],
-            "extra": self._extra_state(),
+            "extra": self.extra_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -264,19 +323,19 @@ class Strategy(ABC):
             self._origin[tid] = origin
             self.observations[tid] = Observation(tid, graph, entry["metric"], entry["status"])
             self._seen.add(graph.canonical_hash())
-            self._on_observe(self.observations[tid])
+            self.on_observe(self.observations[tid])
         for entry in state["pending"]:
             suggestion = Suggestion(self._rebuild(entry["architecture"]), entry["parent"],
                                     tuple(Op.from_dict(o) for o in entry["ops"]), bool(entry["inherit_weights"]),
                                     dict(entry["info"]))
             self._register_pending(int(entry["trial_id"]), suggestion)
-        self._load_extra_state(state.get("extra", {}))
+        self.load_extra_state(state.get("extra", {}))
         self.rng.bit_generator.state = state["rng"]
 
-    def _extra_state(self) -> dict[str, Any]:
-        """Strategy-specific JSON-able state (beyond what observations and pending trials determine)."""
+    def extra_state(self) -> dict[str, Any]:
+        """Hook: strategy-specific JSON-able state (beyond what observations and pending trials determine)."""
         return {}
 
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        """Restore ``_extra_state()`` output (called after observations and pending trials are replayed)."""
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Hook: restore ``extra_state()`` output (called after observations and pending trials are replayed)."""
         return

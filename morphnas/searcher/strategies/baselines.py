@@ -23,13 +23,13 @@ class RandomWalk(Strategy):
 
     name = "random-walk"
 
-    def _propose(self, trial_id: int) -> Suggestion | None:
+    def propose(self, trial_id: int) -> Suggestion | None:
         trained = self.trained
         if not trained:
             return None
         order = self.rng.permutation(len(trained))
         for k in order.tolist():
-            suggestion = self._mutate(trained[k], self.rng, reason="random walk")
+            suggestion = self.mutate(trained[k], self.rng, reason="random walk")
             if suggestion is not None:
                 return suggestion
         return None
@@ -47,10 +47,10 @@ class HillClimbing(Strategy):
             raise ValueError(f"hill-climbing needs n_ops >= 1, got {n_ops}")
         self.n_ops = int(n_ops)
 
-    def _propose(self, trial_id: int) -> Suggestion | None:
+    def propose(self, trial_id: int) -> Suggestion | None:
         ranked = sorted(self.trained, key=lambda o: (-o.metric, o.trial_id))
         for parent in ranked:
-            suggestion = self._mutate(parent, self.rng, self.n_ops, reason="child of the best")
+            suggestion = self.mutate(parent, self.rng, self.n_ops, reason="child of the best")
             if suggestion is not None:
                 return suggestion
         return None
@@ -73,11 +73,11 @@ class BreadthFirst(Strategy):
         self._queue: deque[int] = deque()
         self._frontier: dict[int, list[Op]] = {}
 
-    def _on_observe(self, observation: Observation) -> None:
+    def on_observe(self, observation: Observation) -> None:
         if observation.ok:
             self._queue.append(observation.trial_id)
 
-    def _propose(self, trial_id: int) -> Suggestion | None:
+    def propose(self, trial_id: int) -> Suggestion | None:
         while self._queue:
             head = self._queue[0]
             parent = self.observations[head]
@@ -98,10 +98,10 @@ class BreadthFirst(Strategy):
             del self._frontier[head]
         return None
 
-    def _extra_state(self) -> dict[str, Any]:
+    def extra_state(self) -> dict[str, Any]:
         return {"queue": list(self._queue),
                 "frontier": [[t, [op.to_dict() for op in ops]] for t, ops in self._frontier.items()]}
 
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
         self._queue = deque(int(t) for t in extra.get("queue", []))
         self._frontier = {int(t): [Op.from_dict(o) for o in ops] for t, ops in extra.get("frontier", [])}

@@ -6,6 +6,12 @@ for every pending trial (``believer``: the posterior mean, the kriging believer;
 child with the best acquisition. The winner is returned as (trained parent, ops), to be trained from the
 parent's weights; ``bo-scratch`` makes the same choices but trains each one from scratch.
 
+``refit`` says when the GP's hyperparameters are fitted from their defaults (cold) rather than from the
+previous fit's optimum (warm, a few L-BFGS steps): ``doubling`` (default) fits cold while the data is small
+(``cold_fits_until`` observations) and again whenever it has doubled since the last cold fit, so the cost stays
+bounded at hundreds of observations; ``cold`` always; ``warm`` only the first time. The warm start and the last
+cold size are in the state, so a resumed search fits exactly as an uninterrupted one.
+
 Failed trials are never re-suggested and never enter the GP. When the annealing finds no unseen child (a
 tiny space, or all children pending), a random unseen mutation of the best model is suggested instead and
 the suggestion's ``info`` says so.
@@ -28,26 +34,31 @@ from morphnas.searcher.optimizer import Root, TreeAnnealer
 from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion
 
 FANTASIES = ("believer", "liar-min", "liar-mean", "liar-max")
+REFITS = ("doubling", "cold", "warm")
 
 
 class BayesianSearch(Strategy):
     """GP + acquisition + tree annealing over morphisms; weights inherited from the parent.
 
     ``kernel`` / ``acquisition``: registered names (options in the ``*_options`` dicts); ``lam``: weight of
-    the skip term of the edit distance; ``fantasy``: how pending trials enter the GP; ``annealing``: options
-    of ``TreeAnnealer`` (``t_start``, ``cooling``, ``t_min``, ``n_children``, ``n_attempts``, ``time_limit``).
+    the skip term of the edit distance; ``fantasy``: how pending trials enter the GP; ``refit`` and
+    ``cold_fits_until``: when hyperparameters are fitted cold (module doc; both settable between suggestions);
+    ``annealing``: options of ``TreeAnnealer`` (``t_start``, ``cooling``, ``t_min``, ``n_children``,
+    ``n_attempts``, ``time_limit``).
     """
 
     name = "bayesian"
     inherit_weights = True
-    cold_fits_until = 64
 
     def __init__(self, initial: Sequence[Graph], seed: int = 0, limits: Limits | None = None,
                  noise: float = DEFAULT_NOISE, kernel: str = "bourgain", kernel_options: dict[str, Any] | None = None,
                  acquisition: str = "ucb", acquisition_options: dict[str, Any] | None = None, lam: float = 1.0,
-                 fantasy: str = "believer", fit_steps: int = 30, annealing: dict[str, Any] | None = None) -> None:
+                 fantasy: str = "believer", fit_steps: int = 30, annealing: dict[str, Any] | None = None,
+                 refit: str = "doubling", cold_fits_until: int = 64) -> None:
         if fantasy not in FANTASIES:
             raise ValueError(f"unknown fantasy {fantasy!r}; valid names: {', '.join(FANTASIES)}")
+        self.refit = refit
+        self.cold_fits_until = int(cold_fits_until)
         self.kernel_name = kernel
         self.kernel_options = {"seed": seed, **(kernel_options or {})} if kernel == "bourgain" else dict(
             kernel_options or {})
@@ -71,21 +82,52 @@ class BayesianSearch(Strategy):
         self.gp: ArchitectureGP | None = None
         self.last_stats: dict[str, Any] = {}
 
-    def _on_observe(self, observation: Observation) -> None:
+    @property
+    def refit(self) -> str:
+        """When the GP hyperparameters are fitted cold: ``doubling``, ``cold`` or ``warm`` (module doc)."""
+        return self._refit
+
+    @refit.setter
+    def refit(self, value: str) -> None:
+        if value not in REFITS:
+            raise ValueError(f"unknown refit policy {value!r}; valid names: {', '.join(REFITS)}")
+        self._refit = value
+
+    def cache_index(self, trial_id: int) -> int:
+        """The index of trial ``trial_id``'s architecture in ``self.cache`` (observed or pending trials)."""
+        try:
+            return self._index[int(trial_id)]
+        except KeyError:
+            raise KeyError(f"trial {trial_id} is neither observed nor pending") from None
+
+    def on_observe(self, observation: Observation) -> None:
+        """Add the architecture to the cache."""
         self._index[observation.trial_id] = self.cache.add(observation.architecture)
 
-    def _on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
+    def on_suggest(self, trial_id: int, suggestion: Suggestion) -> None:
+        """Add the architecture to the cache (the GP gets a fantasy value for it while it is pending)."""
         self._index[trial_id] = self.cache.add(suggestion.architecture)
 
-    def _fit(self) -> tuple[ArchitectureGP, float]:
+    def on_cancel(self, trial_id: int, suggestion: Suggestion) -> None:
+        """Drop the trial, and with it its fantasy (its architecture stays in the cache, unused)."""
+        del self._index[trial_id]
+
+    def _cold_fit(self, n: int) -> bool:
+        """Whether a fit on ``n`` observations starts from the default hyperparameters (the refit policy)."""
+        if self._refit == "cold" or not self._warm:
+            return True
+        if self._refit == "warm":
+            return False
+        return n <= self.cold_fits_until or n >= 2 * self._last_cold
+
+    def _fit(self) -> tuple[ArchitectureGP, float, bool]:
+        """The GP on the trained models plus a fantasy per pending trial, the best metric, and whether the
+        hyperparameters were fitted cold."""
         trained = self.trained
         idx = np.array([self._index[o.trial_id] for o in trained], dtype=np.int64)
         y = np.array([o.metric for o in trained], dtype=np.float64)
         gp = ArchitectureGP(self.cache, self.kernel_name, self.kernel_options, fit_steps=self.fit_steps)
-        # A cold start (default hyperparameters) while fits are cheap and whenever the data has doubled since
-        # the last one; otherwise warm-start L-BFGS from the previous optimum (few evaluations), so the cost
-        # stays bounded at hundreds of observations. Both are in the state: a resumed search fits the same.
-        cold = len(y) <= self.cold_fits_until or len(y) >= 2 * self._last_cold
+        cold = self._cold_fit(len(y))
         gp.fit(idx, y, init=None if cold else self._warm)
         if cold:
             self._last_cold = len(y)
@@ -98,15 +140,15 @@ class BayesianSearch(Strategy):
                 fantasy = np.full(len(pending), {"liar-min": y.min(), "liar-mean": y.mean(),
                                                  "liar-max": y.max()}[self.fantasy])
             gp.fit(np.concatenate([idx, pending]), np.concatenate([y, fantasy]), optimize=False)
-        return gp, float(y.max())
+        return gp, float(y.max()), cold
 
-    def _propose(self, trial_id: int) -> Suggestion | None:
+    def propose(self, trial_id: int) -> Suggestion | None:
         trained = self.trained
         if not trained:
             return None
         rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
         start = time.perf_counter()
-        gp, best = self._fit()
+        gp, best, cold = self._fit()
         fit_seconds = time.perf_counter() - start
         self.gp = gp
         acquisition = self.acquisition
@@ -119,10 +161,10 @@ class BayesianSearch(Strategy):
         annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
         proposal = annealer.optimize(self.cache, roots, score, rng)
         self.last_stats = {} if proposal is None else dict(proposal.stats)
-        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters),
+        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters), "cold_fit": cold,
                                 "seconds": {"gp_fit": fit_seconds, "total": time.perf_counter() - start}}
         if proposal is None:
-            fallback = self._mutate(self.best() or trained[0], rng, reason="fallback: annealing found no unseen child")
+            fallback = self.mutate(self.best() or trained[0], rng, reason="fallback: annealing found no unseen child")
             if fallback is None:
                 return None
             return Suggestion(fallback.architecture, fallback.parent, fallback.ops, self.inherit_weights,
@@ -131,11 +173,10 @@ class BayesianSearch(Strategy):
                     annealing=dict(proposal.stats))
         return Suggestion(proposal.graph, proposal.parent, proposal.ops, self.inherit_weights, info)
 
-
-    def _extra_state(self) -> dict[str, Any]:
+    def extra_state(self) -> dict[str, Any]:
         return {"warm": self._warm, "last_cold": self._last_cold}
 
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
         self._warm = {k: [float(v) for v in vals] for k, vals in extra.get("warm", {}).items()}
         self._last_cold = int(extra.get("last_cold", 0))
 

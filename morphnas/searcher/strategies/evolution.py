@@ -35,13 +35,13 @@ class AgingEvolution(Strategy):
         super()._reset()
         self.population: deque[int] = deque()
 
-    def _on_observe(self, observation: Observation) -> None:
+    def on_observe(self, observation: Observation) -> None:
         if observation.ok:
             self.population.append(observation.trial_id)
             while len(self.population) > self.population_size:
                 self.population.popleft()
 
-    def _propose(self, trial_id: int) -> Suggestion | None:
+    def propose(self, trial_id: int) -> Suggestion | None:
         members = [self.observations[t] for t in self.population]
         if not members:
             return None
@@ -53,13 +53,13 @@ class AgingEvolution(Strategy):
             order = sorted(picks, key=lambda k: (-members[k].metric, members[k].trial_id))
             reason = "tournament winner"
         for k in order:
-            suggestion = self._mutate(members[k], self.rng, reason=reason)
+            suggestion = self.mutate(members[k], self.rng, reason=reason)
             if suggestion is not None:
                 return suggestion
         return None
 
-    def _extra_state(self) -> dict[str, Any]:
+    def extra_state(self) -> dict[str, Any]:
         return {"population": list(self.population)}
 
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
         self.population = deque(int(t) for t in extra.get("population", []))

@@ -15,7 +15,7 @@ from morphnas.graph import generators
 from morphnas.graph.graph import Graph, GraphError
 from morphnas.graph.layers import Shape
 from morphnas.graph.morphisms import DEFAULT_NOISE, LimitError, Limits
-from morphnas.searcher.strategies.base import Strategy, Suggestion
+from morphnas.searcher.strategies.base import Strategy, StrategyExhausted, Suggestion
 
 FAMILIES = ("cnn", "resnet", "densenet", "mlp")
 
@@ -76,17 +76,24 @@ class RandomSearch(Strategy):
     """Random architectures from the generators' space, trained from scratch (no morphisms, no inheritance)."""
 
     name = "random"
+    draws = 100  # draws per suggestion before the space counts as exhausted
 
     def __init__(self, initial: Sequence[Graph], seed: int = 0, limits: Limits | None = None,
                  noise: float = DEFAULT_NOISE, families: Sequence[str] | None = None) -> None:
         super().__init__(initial, seed, limits, noise)
         self.families = families
 
-    def _propose(self, trial_id: int) -> Suggestion | None:
+    def propose(self, trial_id: int) -> Suggestion | None:
+        """An unseen random architecture; StrategyExhausted when none fits the limits or 100 draws were all
+        seen (results do not change the space, so waiting cannot help)."""
         first = self.initial[0]
         sampler = ArchitectureSampler(first.input_shape, first.output_shape[0], self.families, self.limits)
-        for _ in range(100):
-            graph, args = sampler.sample(self.rng)
+        for _ in range(self.draws):
+            try:
+                graph, args = sampler.sample(self.rng)
+            except GraphError as exc:
+                raise StrategyExhausted(f"the random strategy cannot draw an architecture: {exc}") from exc
             if not self.is_seen(graph):
                 return Suggestion(graph, info={"strategy": self.name, "reason": "random", **args})
-        return None
+        raise StrategyExhausted(f"the random strategy's space looks exhausted: {self.draws} random draws were all "
+                                "architectures already suggested or observed")
