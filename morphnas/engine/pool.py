@@ -524,11 +524,12 @@ class _ProgressBox:
 
 
 class RayPool(_QueuedPool):
-    """N Ray actors on a local (loopback, no dashboard) or remote cluster, each building its trainer once.
+    """N Ray actors on a local or remote cluster, each building its trainer once.
 
-    ``address`` (else ``$RAY_ADDRESS``) names a cluster; without one a local cluster starts. Ray is initialised
-    only if it is not already (and then shut down with the pool). ``num_gpus_per_trial`` may be fractional;
-    by default a trial gets one GPU if the cluster has any, else none.
+    ``address`` (else ``$RAY_ADDRESS``) names a cluster; without one a local cluster starts, with no dashboard
+    (Ray binds it to the machine's address, never loopback alone, and guards it with its token authentication).
+    Ray is initialised only if it is not already (and then shut down with the pool). ``num_gpus_per_trial``
+    may be fractional; by default a trial gets one GPU if the cluster has any, else none.
     """
 
     prefix = "ray"
@@ -542,10 +543,7 @@ class RayPool(_QueuedPool):
         self._owns_ray = False
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS")
-            options: dict[str, Any] = {"include_dashboard": False}
-            if not address:
-                options["_node_ip_address"] = "127.0.0.1"
-            ray.init(address=address, **options)
+            ray.init(address=address, include_dashboard=False)
             self._owns_ray = True
         if num_gpus_per_trial is None:
             num_gpus_per_trial = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
