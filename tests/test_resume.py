@@ -101,7 +101,17 @@ def test_kill_minus_nine_then_resume_equals_an_uninterrupted_search(tmp_path, st
     assert RunDir.open(killed).config["plugins"] == [str(tmp_path / "my_kernel.py")]
 
 
-def test_resume_names_a_plugin_that_has_gone_missing(tmp_path, capsys):
+@pytest.fixture
+def forget_plugin_gone():
+    """The in-process plugin registers a kernel for this process: unregister it after the test."""
+    yield
+    from morphnas.searcher.kernels import KERNELS
+
+    if "plugin-gone" in KERNELS:
+        KERNELS.unregister("plugin-gone")
+
+
+def test_resume_names_a_plugin_that_has_gone_missing(tmp_path, capsys, forget_plugin_gone):
     plugin = tmp_path / "gone.py"
     plugin.write_text(PLUGIN.replace("plugin-exp", "plugin-gone"))
     run = tmp_path / "run"

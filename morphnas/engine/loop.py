@@ -35,7 +35,7 @@ from morphnas.engine.setup import (
 from morphnas.engine.trial import TrialOutcome, TrialSpec
 from morphnas.graph.graph import Graph, GraphError
 from morphnas.graph.morphisms import Limits, Op
-from morphnas.searcher.strategies import Observation
+from morphnas.searcher.strategies import Observation, StrategyExhausted
 from morphnas.status import TrialStatus
 from morphnas.storage.rundir import RunDir, TrialRecord, best_trial
 from morphnas.storage.tensorboard import SearchLogger, TrialLogger
@@ -80,6 +80,7 @@ class Search:
         self.elapsed_before = max((t.extra.get("elapsed", 0.0) for t in self.trials.values()), default=0.0)
         self.logger = SearchLogger(run.tb_dir)
         self._executor: Executor | None = None
+        self.exhausted = ""  # why the strategy can propose nothing more (StrategyExhausted), once it says so
 
     # ------------------------------------------------------------------ budget
     def elapsed(self) -> float:
@@ -108,7 +109,11 @@ class Search:
     def _suggest(self, trial_id: int) -> TrialRecord | None:
         if not (self._trials_left(trial_id) and self._time_left()):
             return None
-        s = self.strategy.suggest(trial_id)
+        try:
+            s = self.strategy.suggest(trial_id)
+        except StrategyExhausted as exc:
+            self.exhausted = str(exc)
+            return None
         if s is None:
             return None
         ops = [op.to_dict() for op in s.ops]
@@ -207,9 +212,9 @@ class Search:
                 if not queue:
                     record = self._suggest(next_id)
                     if record is None:
-                        if self._trials_left(next_id) and self._time_left():
+                        if self.exhausted:
                             self.progress.say(f"the {self.config.strategy} strategy has nothing left to propose "
-                                              "(no trial has succeeded, or its space is exhausted): stopping")
+                                              f"({self.exhausted}): stopping")
                         break
                     next_id += 1
                     queue.append(record)

@@ -19,6 +19,7 @@ the suggestion's ``info`` says so.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,15 @@ from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion
 
 FANTASIES = ("believer", "liar-min", "liar-mean", "liar-max")
 REFITS = ("doubling", "cold", "warm")
+
+
+def _accepts(factory: Any, name: str) -> bool:
+    """Whether ``factory`` takes a keyword argument ``name`` (explicitly or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 class BayesianSearch(Strategy):
@@ -60,15 +70,17 @@ class BayesianSearch(Strategy):
         self.refit = refit
         self.cold_fits_until = int(cold_fits_until)
         self.kernel_name = kernel
-        self.kernel_options = {"seed": seed, **(kernel_options or {})} if kernel == "bourgain" else dict(
-            kernel_options or {})
+        from morphnas.searcher.kernels import KERNELS
+
+        self.kernel_options = dict(kernel_options or {})
+        if "seed" not in self.kernel_options and _accepts(KERNELS.get(kernel), "seed"):
+            self.kernel_options["seed"] = seed  # every kernel that draws randomness is seeded by the search
         self.acquisition = make_acquisition(acquisition, **(acquisition_options or {}))
         self.lam = float(lam)
         self.fantasy = fantasy
         self.fit_steps = int(fit_steps)
         self.annealing = dict(annealing or {})
         TreeAnnealer(**self.annealing)  # fail early on bad options
-        from morphnas.searcher.kernels import KERNELS
 
         KERNELS.get(kernel)  # fail early on an unknown kernel name
         super().__init__(initial, seed, limits, noise)
