@@ -18,32 +18,14 @@ from torch import nn
 from morphnas.engine.results import classifier, pick_trial
 from morphnas.engine.setup import stored_config
 from morphnas.graph.graph import Graph
-from morphnas.graph.layers import Layer
 from morphnas.storage.rundir import RunDir
 
 
-def _module_code(layer: Layer) -> str:
-    kind = layer.kind
-    if kind == "conv2d":
-        return (f"nn.Conv2d({layer.in_channels}, {layer.out_channels}, {layer.kernel_size}, "
-                f"stride={layer.stride}, padding={layer.kernel_size // 2})")
-    if kind == "dense":
-        return f"nn.Linear({layer.in_features}, {layer.out_features})"
-    if kind == "batchnorm":
-        cls = "BatchNorm2d" if layer.ndim == 3 else "BatchNorm1d"
-        return f"nn.{cls}({layer.num_features}, eps={layer.eps!r}, momentum={layer.momentum!r})"
-    if kind == "relu":
-        return "nn.ReLU()"
-    if kind in ("maxpool", "avgpool"):
-        cls = "MaxPool2d" if kind == "maxpool" else "AvgPool2d"
-        return f"nn.{cls}({layer.kernel_size}, stride={layer.stride}, padding={layer.padding})"
-    if kind == "dropout":
-        return f"nn.Dropout({layer.p!r})"
-    raise ValueError(f"layer kind {kind!r} has no module")
-
-
 def standalone_code(graph: Graph, mean: list[float], std: list[float], class_names: list[str]) -> str:
-    """Python source of an ``nn.Module`` computing ``graph`` on raw images, plus a ``load()`` function."""
+    """Python source of an ``nn.Module`` computing ``graph`` on raw images, plus a ``load()`` function.
+
+    Each layer writes its own code: ``module_code()`` for a submodule ``l<id>``, else ``apply_code()``.
+    """
     init, body = [], []
     name = {graph.input_node: "x"}
     for lid in graph.topological_layers():
@@ -51,17 +33,12 @@ def standalone_code(graph: Graph, mean: list[float], std: list[float], class_nam
         ins = [name[n] for n in graph.layer_inputs[lid]]
         out = f"t{graph.layer_output[lid]}"
         name[graph.layer_output[lid]] = out
-        if layer.kind == "add":
-            expr = " + ".join(ins)
-        elif layer.kind == "concat":
-            expr = f"torch.cat([{', '.join(ins)}], 1)"
-        elif layer.kind == "flatten":
-            expr = f"torch.flatten({ins[0]}, 1)"
-        elif layer.kind == "globalavgpool":
-            expr = f"{ins[0]}.mean((2, 3))"
+        module_code = layer.module_code()
+        if module_code is None:
+            expr = layer.apply_code(ins)
         else:
-            init.append(f"        self.l{lid} = {_module_code(layer)}")
-            expr = f"self.l{lid}({ins[0]})"
+            init.append(f"        self.l{lid} = {module_code}")
+            expr = f"self.l{lid}({', '.join(ins)})"
         body.append(f"        {out} = {expr}")
     body.append(f"        return {name[graph.output_node]}")
     return f'''"""A network found by morphnas, as plain PyTorch. Needs only torch and safetensors.

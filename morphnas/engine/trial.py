@@ -20,14 +20,13 @@ from typing import Any
 
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import Limits, replay
-from morphnas.graph.serialization import graph_from_bytes, graph_to_bytes
 from morphnas.status import TrialStatus
 from morphnas.trainer.trainer import EpochRecord, Trainer
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """What to train: ``ops`` replayed on the parent model (``parent_model``, bytes from ``graph_to_bytes``) if
+    """What to train: ``ops`` replayed on the parent model (``parent_model``, bytes from ``Graph.to_bytes``) if
     ``inherit``, else ``architecture`` (JSON) from scratch; the seeds make the trial reproducible."""
 
     trial_id: int
@@ -75,7 +74,7 @@ def build_child(spec: TrialSpec) -> Graph:
     if spec.parent is not None and spec.inherit:
         if spec.parent_model is None:
             raise ValueError(f"trial {spec.trial_id} inherits from trial {spec.parent} but carries no parent model")
-        parent = graph_from_bytes(spec.parent_model)
+        parent = Graph.from_bytes(spec.parent_model)
         child = replay(parent, spec.ops, limits=Limits(**spec.limits) if spec.limits else None)
         expected = Graph.from_dict(spec.architecture).canonical_hash()
         if child.canonical_hash() != expected:
@@ -110,7 +109,7 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
         outcome.history = [dataclasses.asdict(r) for r in result.history]
         outcome.train_seconds = result.total_seconds
         if result.ok:
-            outcome.model = graph_to_bytes(graph.with_weights_from(module))
+            outcome.model = graph.with_weights_from(module).to_bytes()
     except Exception:
         outcome.status, outcome.reason = TrialStatus.FAILED, traceback.format_exc()
     outcome.seconds = time.perf_counter() - start

@@ -1,67 +1,62 @@
-"""Compile a Graph once into an ``nn.Module`` whose forward is plain generated Python (torch.fx).
+"""Compile a layer plan once into an ``nn.Module`` whose forward is plain generated Python (torch.fx).
 
 The plan is fixed at compile time: one statement per layer in topological order, intermediate tensors
-released after their last use, no graph walking per forward. The result is a ``torch.fx.GraphModule``,
-so it prints as code, runs under ``torch.compile`` and is scriptable for export.
+released after their last use, no graph walking per forward. Each layer emits itself: a layer with a
+``module()`` becomes a submodule ``l<id>`` called on its inputs, a function layer's ``apply`` runs on
+torch.fx proxies and so records its own operations. The result is a ``torch.fx.GraphModule``, so it prints
+as code, runs under ``torch.compile`` and is scriptable for export. ``Graph.to_module()`` builds the plan;
+this module does not know the Graph class (graph.py imports it, not the other way round).
 """
 
 from __future__ import annotations
 
-import operator
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.fx
 from torch import nn
 
-if TYPE_CHECKING:
-    from morphnas.graph.graph import Graph, Weights
-
-# Producers after which an in-place ReLU is safe: their backward does not need their output.
-_INPLACE_RELU_AFTER = frozenset({"conv2d", "dense", "batchnorm", "add"})
+from morphnas.graph.layers import Layer, Weights
 
 
-def compile_graph(graph: Graph) -> torch.fx.GraphModule:
-    """Build the module for ``graph`` (validated first) and load the graph's weights into it, if any."""
-    graph.validate()
+@dataclass(frozen=True)
+class Step:
+    """One layer of the plan: its id, spec, input and output tensor ids, and whether it may run in place."""
+
+    lid: int
+    layer: Layer
+    inputs: tuple[int, ...]
+    output: int
+    inplace: bool = False
+
+
+def build_module(input_node: int, steps: Sequence[Step], output_node: int,
+                 weights: Weights | None = None) -> torch.fx.GraphModule:
+    """The module running ``steps`` in order from tensor ``input_node`` to ``output_node``, with ``weights``."""
     fx = torch.fx.Graph()
-    env: dict[int, torch.fx.Node] = {graph.input_node: fx.placeholder("x")}
+    tracer = torch.fx.proxy.GraphAppendingTracer(fx)  # records what function layers do to their proxies
+    env: dict[int, torch.fx.Node] = {input_node: fx.placeholder("x")}
     modules: dict[str, nn.Module] = {}
-    for lid in graph.topological_layers():
-        layer = graph.layers[lid]
-        args = [env[n] for n in graph.layer_inputs[lid]]
-        name = f"l{lid}"
-        kind = layer.kind
-        if kind == "add":
-            out = args[0]
-            for arg in args[1:]:
-                out = fx.call_function(operator.add, (out, arg))
-        elif kind == "concat":
-            out = fx.call_function(torch.cat, (tuple(args),), {"dim": 1})
-        elif kind == "flatten":
-            out = fx.call_function(torch.flatten, (args[0], 1))
-        elif kind == "globalavgpool":
-            out = fx.call_method("mean", (args[0], (2, 3)))
+    for step in steps:
+        args = [env[n] for n in step.inputs]
+        module = step.layer.module()
+        if module is None:
+            out = step.layer.apply([torch.fx.Proxy(arg, tracer) for arg in args]).node
         else:
-            module = layer.module()
-            if module is None:  # pragma: no cover - every other kind has a module
-                raise TypeError(f"layer kind {kind!r} has no module")
-            if kind == "relu":
-                (src,) = graph.layer_inputs[lid]
-                producer = graph.producer(src)
-                if (producer is not None and graph.layers[producer].kind in _INPLACE_RELU_AFTER
-                        and len(graph.consumers(src)) == 1):
-                    module = nn.ReLU(inplace=True)
+            if step.inplace:
+                module = step.layer.inplace_module() or module
+            name = f"l{step.lid}"
             modules[name] = module
-            out = fx.call_module(name, (args[0],))
-        env[graph.layer_output[lid]] = out
-    fx.output(env[graph.output_node])
+            out = fx.call_module(name, tuple(args))
+        env[step.output] = out
+    fx.output(env[output_node])
     root = nn.Module()
     for name, module in modules.items():
         root.add_module(name, module)
     gm = torch.fx.GraphModule(root, fx, class_name="MorphNet")
-    if graph.weights is not None:
-        load_weights(gm, graph.weights)
+    if weights is not None:
+        load_weights(gm, weights)
     return gm
 
 
@@ -72,23 +67,3 @@ def load_weights(module: nn.Module, weights: Weights) -> None:
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(f"weights do not fit the module: missing {missing}, unexpected {unexpected}")
-
-
-def weights_from_module(graph: Graph, module: nn.Module) -> Weights:
-    """Read the weights of ``module`` (compiled from ``graph``) as graph weights: CPU float32 copies."""
-    state = module.state_dict()
-    weights: Weights = {}
-    for lid, layer in graph.layers.items():
-        names = layer.param_shapes()
-        if not names:
-            continue
-        layer_weights = {}
-        for name in names:
-            key = f"l{lid}.{name}"
-            if key not in state:
-                raise ValueError(f"module has no tensor {key!r}: it was not compiled from this graph "
-                                 f"(layer {lid} is {layer.describe()})")
-            layer_weights[name] = state[key].detach().to(
-                "cpu", torch.float32, copy=True, memory_format=torch.contiguous_format)
-        weights[lid] = layer_weights
-    return weights

@@ -4,7 +4,8 @@ The topology lives in a networkx ``DiGraph`` (node = tensor id with its per-samp
 ``u -> v`` carries the id of the layer that reads ``u`` and writes ``v``). A multi-input layer (Add,
 Concat) is one layer id on several edges; its ordered inputs are kept in ``layer_inputs``. A graph may
 carry weights: one dict of CPU float32 tensors per layer. Weight tensors are never modified in place, so
-a morphed child shares the tensors of the layers it did not change with its parent.
+a morphed child shares the tensors of the layers it did not change with its parent. The graph's versioned
+dict (JSON) form is defined here too; reading and writing files is ``serialization``'s job.
 """
 
 from __future__ import annotations
@@ -18,16 +19,24 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import torch
 
-from morphnas.graph.layers import WEIGHTED_KINDS, Layer, Shape, ShapeError
+from morphnas.graph.compile import Step, build_module
+from morphnas.graph.errors import GraphError
+from morphnas.graph.layers import Layer, Shape, ShapeError, Weights, layer_from_dict
+from morphnas.graph.serialization import (
+    WEIGHTS_FILE,
+    read_architecture_file,
+    graph_blob,
+    read_graph_blob,
+    read_weights_file,
+    write_graph_files,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
-Weights = dict[int, dict[str, torch.Tensor]]
-
-
-class GraphError(ValueError):
-    """The architecture is invalid, or an operation on it names something that is not there."""
+__all__ = ["ARCHITECTURE_FORMAT", "SCHEMA_VERSION", "Graph", "GraphError", "Weights"]
+ARCHITECTURE_FORMAT = "morphnas.architecture"
+SCHEMA_VERSION = 1
 
 
 class Graph:
@@ -69,7 +78,7 @@ class Graph:
             self._check_node(n)
         if len(set(inputs)) != len(inputs):
             raise GraphError(f"{layer.kind} reads the same tensor twice: {inputs}")
-        if layer.n_inputs == 1 and len(inputs) != 1:
+        if not layer.merge and len(inputs) != 1:
             raise GraphError(f"{layer.kind} takes exactly one input, got {len(inputs)}")
         try:
             out_shape = layer.output_shape([self.shape(n) for n in inputs])
@@ -157,32 +166,31 @@ class Graph:
         return len(self.layers)
 
     def max_width(self) -> int:
-        """Largest number of output channels / units of any Conv2d or Dense layer."""
-        widths = [getattr(lay, "out_channels", getattr(lay, "out_features", 0))
-                  for lay in self.layers.values() if lay.kind in WEIGHTED_KINDS]
+        """Largest number of output channels / units of any layer with units (Conv2d, Dense)."""
+        widths = [self.shape(self.layer_output[lid])[0] for lid, lay in self.layers.items() if lay.has_units]
         return max(widths, default=0)
 
     def depth(self) -> int:
-        """Number of Conv2d/Dense layers on the longest input-to-output path."""
+        """Number of layers with units (Conv2d, Dense) on the longest input-to-output path."""
         best: dict[int, int] = {self.input_node: 0}
         for lid in self.topological_layers():
-            inc = 1 if self.layers[lid].kind in WEIGHTED_KINDS else 0
+            inc = 1 if self.layers[lid].has_units else 0
             best[self.layer_output[lid]] = max(best[n] for n in self.layer_inputs[lid]) + inc
         return best.get(self.output_node, 0) if self.output_node is not None else 0
 
     def n_skips(self) -> int:
         """Number of merge layers (Add, Concat): each closes one skip connection."""
-        return sum(1 for lay in self.layers.values() if lay.kind in ("add", "concat"))
+        return sum(1 for lay in self.layers.values() if lay.merge)
 
     def is_nonnegative(self, node: int) -> bool:
         """True when tensor ``node`` is provably >= 0 (a ReLU output, or pooled/merged such outputs)."""
         lid = self.producer(node)
         if lid is None:
             return False
-        kind = self.layers[lid].kind
-        if kind == "relu":
+        layer = self.layers[lid]
+        if layer.makes_nonnegative:
             return True
-        if kind in ("maxpool", "avgpool", "globalavgpool", "dropout", "flatten", "add", "concat"):
+        if layer.keeps_nonnegative:
             return all(self.is_nonnegative(n) for n in self.layer_inputs[lid])
         return False
 
@@ -217,10 +225,11 @@ class Graph:
         if len(self.output_shape) != 1:
             raise GraphError(f"the output must be flat (n_classes,), got {self.output_shape}")
         if self.weights is not None:
-            self._validate_weights(self.weights)
+            self.check_weights(self.weights)
         return self
 
-    def _validate_weights(self, weights: Weights) -> None:
+    def check_weights(self, weights: Weights) -> None:
+        """Raise GraphError unless ``weights`` has exactly the tensors (names and shapes) this graph's layers need."""
         for lid, layer in self.layers.items():
             expected = layer.param_shapes()
             got = weights.get(lid, {})
@@ -262,17 +271,39 @@ class Graph:
 
     def to_module(self) -> nn.Module:
         """Compile once to an ``nn.Module`` running a precomputed plan; it holds copies of the weights."""
-        from morphnas.graph.compile import compile_graph
+        self.validate()
+        steps = [Step(lid, self.layers[lid], self.layer_inputs[lid], self.layer_output[lid], self._may_run_inplace(lid))
+                 for lid in self.topological_layers()]
+        return build_module(self.input_node, steps, self.output_node, self.weights)
 
-        return compile_graph(self)
+    def _may_run_inplace(self, lid: int) -> bool:
+        """Layer ``lid`` may overwrite its single input: no other layer reads it, its producer's backward won't."""
+        inputs = self.layer_inputs[lid]
+        if len(inputs) != 1:
+            return False
+        producer = self.producer(inputs[0])
+        return (producer is not None and self.layers[producer].output_free_in_backward
+                and len(self.consumers(inputs[0])) == 1)
 
     def with_weights_from(self, module: nn.Module) -> Graph:
         """A copy of this graph carrying the (trained) weights of ``module``, compiled from this graph."""
-        from morphnas.graph.compile import weights_from_module
-
+        state = module.state_dict()
+        weights: Weights = {}
+        for lid, layer in self.layers.items():
+            names = layer.param_shapes()
+            if not names:
+                continue
+            layer_weights = {}
+            for name in names:
+                key = f"l{lid}.{name}"
+                if key not in state:
+                    raise ValueError(f"module has no tensor {key!r}: it was not compiled from this graph "
+                                     f"(layer {lid} is {layer.describe()})")
+                layer_weights[name] = state[key].detach().to(
+                    "cpu", torch.float32, copy=True, memory_format=torch.contiguous_format)
+            weights[lid] = layer_weights
         g = self.copy()
-        weights = weights_from_module(self, module)
-        g._validate_weights(weights)
+        g.check_weights(weights)
         g.weights = weights
         return g
 
@@ -289,13 +320,13 @@ class Graph:
         """Hash of the architecture alone, independent of tensor/layer ids and of weights.
 
         Merkle-style: a tensor's hash combines its producer's spec, the hashes of the producer's inputs
-        (ordered for Concat, sorted for Add) and how many layers read it.
+        (in order, or sorted for a commutative layer like Add) and how many layers read it.
         """
         h: dict[int, str] = {self.input_node: "in" + repr(self.input_shape)}
         for lid in self.topological_layers():
             layer = self.layers[lid]
             ins = [h[n] for n in self.layer_inputs[lid]]
-            if layer.kind == "add":
+            if layer.commutative:
                 ins.sort()
             out = self.layer_output[lid]
             text = f"{json.dumps(layer.to_dict(), sort_keys=True)}|{'|'.join(ins)}|{self.nx.out_degree(out)}"
@@ -319,19 +350,84 @@ class Graph:
 
     # ------------------------------------------------------------------ (de)serialization
     def to_dict(self) -> dict[str, Any]:
-        """Versioned JSON-able description of the architecture (no weights)."""
-        from morphnas.graph.serialization import graph_to_dict
-
-        return graph_to_dict(self)
+        """Versioned JSON-able description of the architecture (no weights): layers in topological order."""
+        return {
+            "format": ARCHITECTURE_FORMAT,
+            "version": SCHEMA_VERSION,
+            "input_shape": list(self.input_shape),
+            "input_node": self.input_node,
+            "output_node": self.output_node,
+            "layers": [
+                {"id": lid, "inputs": list(self.layer_inputs[lid]), "output": self.layer_output[lid],
+                 "spec": self.layers[lid].to_dict()}
+                for lid in self.topological_layers()
+            ],
+            "next_ids": {"node": self._next_node, "layer": self._next_layer},
+            "history": self.history,
+        }
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
-        from morphnas.graph.serialization import graph_from_dict
-
-        return graph_from_dict(data)
+        """Rebuild a Graph from ``to_dict()`` output, validating everything; GraphError on any problem."""
+        where = "architecture"
+        if not isinstance(data, dict):
+            raise GraphError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != ARCHITECTURE_FORMAT:
+            raise GraphError(f"{where}: 'format' must be {ARCHITECTURE_FORMAT!r}, got {data.get('format')!r}")
+        version = _require(data, "version", int, where)
+        if not 1 <= version <= SCHEMA_VERSION:
+            raise GraphError(f"{where}: schema version {version} is not supported (this morphnas reads "
+                             f"versions 1..{SCHEMA_VERSION})")
+        input_shape = _require(data, "input_shape", list, where)
+        input_node = _require(data, "input_node", int, where)
+        graph = cls(tuple(input_shape))
+        graph.nx.clear()
+        graph.input_node = input_node
+        graph.nx.add_node(input_node, shape=graph.input_shape)
+        for i, entry in enumerate(_require(data, "layers", list, where)):
+            here = f"{where}: layer #{i}"
+            if not isinstance(entry, dict):
+                raise GraphError(f"{here}: expected an object, got {entry!r}")
+            lid = _require(entry, "id", int, here)
+            inputs = tuple(_require(entry, "inputs", list, here))
+            output = _require(entry, "output", int, here)
+            if lid in graph.layers:
+                raise GraphError(f"{here}: duplicate layer id {lid}")
+            if output in graph.nx:
+                raise GraphError(f"{here}: tensor {output} is written twice (or is the input)")
+            unknown = [n for n in inputs if not isinstance(n, int) or n not in graph.nx]
+            if unknown:
+                raise GraphError(f"{here} (id {lid}): reads tensors {unknown} that no earlier layer writes "
+                                 "(layers must be listed in topological order)")
+            if len(set(inputs)) != len(inputs) or not inputs:
+                raise GraphError(f"{here} (id {lid}): inputs must be distinct and non-empty, got {list(inputs)}")
+            try:
+                spec = layer_from_dict(_require(entry, "spec", dict, here))
+                if not spec.merge and len(inputs) != 1:
+                    raise ValueError(f"{spec.kind} takes exactly one input, got {len(inputs)}")
+                shape = spec.output_shape([graph.shape(n) for n in inputs])
+            except ValueError as exc:
+                raise GraphError(f"{here} (id {lid}): {exc}") from None
+            graph.nx.add_node(output, shape=shape)
+            graph._new_layer(spec, inputs, output, None, lid=lid)
+        output_node = _require(data, "output_node", int, where)
+        if output_node not in graph.nx:
+            raise GraphError(f"{where}: output_node {output_node} is not a tensor of the graph")
+        graph.output_node = output_node
+        next_ids = data.get("next_ids", {})
+        if not isinstance(next_ids, dict):
+            raise GraphError(f"{where}: 'next_ids' must be an object")
+        graph._next_node = max(int(next_ids.get("node", 0)), max(graph.nx) + 1)
+        graph._next_layer = max(int(next_ids.get("layer", 0)), max(graph.layers, default=-1) + 1)
+        history = data.get("history", [])
+        if not isinstance(history, list):
+            raise GraphError(f"{where}: 'history' must be a list")
+        graph.history = history
+        graph.validate()
+        return graph
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
@@ -344,16 +440,47 @@ class Graph:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``architecture.json`` (+ ``weights.safetensors`` if weighted) into ``directory``, atomically."""
-        from morphnas.graph.serialization import save_graph
-
-        return save_graph(self, directory)
+        self.validate()
+        tensors = list(self.weight_tensors()) if self.weights is not None else None
+        return write_graph_files(directory, self.to_json(), tensors, SCHEMA_VERSION)
 
     @classmethod
     def load(cls, directory: str | Path, weights: bool = True) -> Graph:
         """Read a graph written by ``save``; GraphError naming the file and the problem when malformed."""
-        from morphnas.graph.serialization import load_graph
+        data, arch = read_architecture_file(directory)
+        try:
+            graph = cls.from_dict(data)
+        except GraphError as exc:
+            raise GraphError(f"{arch}: {exc}") from None
+        wpath = Path(directory) / WEIGHTS_FILE
+        if weights and wpath.is_file():
+            tensors = read_weights_file(wpath)
+            try:
+                graph.check_weights(tensors)
+            except GraphError as exc:
+                raise GraphError(f"{wpath}: weights do not match the architecture: {exc}") from None
+            graph.weights = tensors
+        return graph
 
-        return load_graph(directory, weights=weights)
+    def to_bytes(self) -> bytes:
+        """The weighted graph as one self-contained bytes blob (safetensors, architecture in its metadata): how a
+        model travels between the driver and a worker, with no file and no pickle."""
+        if self.weights is None:
+            raise GraphError("to_bytes needs a weighted graph: init_weights() or train it first")
+        self.validate()
+        return graph_blob(self.to_json(), self.weight_tensors(), SCHEMA_VERSION)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Graph:
+        """Inverse of ``to_bytes``; GraphError when ``data`` is not such a blob or does not fit its architecture."""
+        architecture, tensors = read_graph_blob(data)
+        graph = cls.from_dict(architecture)
+        try:
+            graph.check_weights(tensors)
+        except GraphError as exc:
+            raise GraphError(f"model blob: weights do not match the architecture: {exc}") from None
+        graph.weights = tensors
+        return graph
 
     # ------------------------------------------------------------------ internal editing (morphisms)
     def _new_node(self, shape: Shape) -> int:
@@ -404,3 +531,13 @@ class Graph:
                 self.weights[lid] = weights
             else:
                 self.weights.pop(lid, None)
+
+
+def _require(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``data[key]`` when present and of type ``kind`` (bool never counts as int), else GraphError."""
+    if key not in data:
+        raise GraphError(f"{where}: missing key {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise GraphError(f"{where}: {key!r} must be of type {kind.__name__}, got {value!r}")
+    return value

@@ -1,20 +1,30 @@
-"""Layer specifications: the edges of an architecture graph.
+"""Layer specifications: the edges of an architecture graph, and the registry of layer kinds.
 
 Each spec is a small frozen dataclass that knows its output shape for given input shapes, the shapes of
-its parameters, how to initialise them, and which PyTorch module computes it. Shapes are per sample and
-channels-first: ``(C, H, W)`` for images, ``(F,)`` for features.
+its parameters, how to initialise them, how it runs (a PyTorch module, or a function of its inputs), how it
+writes itself as source code for the standalone export, and the flags that the graph, the morphisms and the
+searcher read (channel-wise, non-negativity, merge, edit-distance attributes...). A kind is made known by
+decorating its class with ``register_layer``; nothing else in morphnas keeps lists of kinds. Shapes are per
+sample and channels-first: ``(C, H, W)`` for images, ``(F,)`` for features.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import operator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 Shape = tuple[int, ...]
+Weights = dict[int, dict[str, torch.Tensor]]  # a graph's tensors: by layer id, then by name
+LayerT = TypeVar("LayerT", bound="Layer")
 
 
 class ShapeError(ValueError):
@@ -23,10 +33,32 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class Layer:
-    """Base of all layer specs; ``kind`` names the layer in JSON and in errors."""
+    """Base of all layer specs; ``kind`` names the layer in JSON and in errors.
+
+    The class-level flags below describe the kind to the rest of morphnas; a new kind sets those that
+    differ from the defaults (docs/architecture.md, "Adding a layer kind").
+    """
 
     kind: ClassVar[str] = "layer"
-    n_inputs: ClassVar[int] = 1  # 0 means "two or more"
+    # Takes two or more inputs and closes a skip connection (Add, Concat); every other kind takes one input.
+    merge: ClassVar[bool] = False
+    # The order of the inputs does not matter (the canonical hash sorts them).
+    commutative: ClassVar[bool] = False
+    # Has output units that ``wider`` can add (Conv2d, Dense); counted by Graph.depth() and max_width().
+    has_units: ClassVar[bool] = False
+    # Output channel i depends on input channel i only, so widening passes through; the first dimension of
+    # each of its tensors is the channel, and it must implement ``widened`` if it has tensors.
+    channelwise: ClassVar[bool] = False
+    # Output >= 0 whatever the input (ReLU) / whenever all inputs are >= 0 (pools, Flatten, merges...).
+    makes_nonnegative: ClassVar[bool] = False
+    keeps_nonnegative: ClassVar[bool] = False
+    # Its backward does not read its output, so an in-place layer right after it may overwrite that output.
+    output_free_in_backward: ClassVar[bool] = False
+    # A skip connection drawn by the random search may start or end at its output.
+    skip_endpoint: ClassVar[bool] = True
+    # Counted in the edit distance's layer sequence, compared by these attributes (relative difference).
+    in_distance: ClassVar[bool] = True
+    size_attributes: ClassVar[tuple[str, ...]] = ()
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         """Shape of the output for these input shapes; raises ShapeError when they do not fit."""
@@ -41,8 +73,37 @@ class Layer:
         return {}
 
     def module(self) -> nn.Module | None:
-        """The nn.Module that computes this layer, or None for a function (Add, Concat, Flatten...)."""
+        """The nn.Module that computes this layer, or None for a function (then ``apply`` computes it)."""
         return None
+
+    def inplace_module(self) -> nn.Module | None:
+        """A module computing this layer in place over its input, or None when there is none."""
+        return None
+
+    def apply(self, inputs: list[Any]) -> Any:
+        """Output of a function layer (no module) for these inputs: tensors, or torch.fx proxies when compiling."""
+        raise TypeError(f"layer kind {self.kind!r} has neither a module() nor an apply()")
+
+    def module_code(self) -> str | None:
+        """Python source building ``module()`` with ``torch`` and ``nn`` only (standalone export), or None."""
+        return None
+
+    def apply_code(self, inputs: list[str]) -> str:
+        """Python expression computing a function layer from the named inputs (standalone export)."""
+        raise TypeError(f"layer kind {self.kind!r} cannot be exported: it has neither module_code() nor "
+                        "apply_code()")
+
+    def widened(self, in_width: int, out_width: int) -> Layer:
+        """This spec with ``in_width`` input and ``out_width`` output channels (``wider`` resizes with it)."""
+        raise TypeError(f"layer kind {self.kind!r} has no channel count to change")
+
+    def skip_pool(self) -> Layer | None:
+        """A parameter-free layer shrinking a skip's spatial size as this layer does, or None if it keeps it."""
+        return None
+
+    def coarse_label(self) -> str:
+        """The kind with coarse sizes (the Weisfeiler–Lehman kernel's node label)."""
+        return self.kind
 
     def n_params(self) -> int:
         """Trainable parameter count, as PyTorch counts it for the compiled module."""
@@ -63,6 +124,69 @@ class Layer:
         return inputs[0]
 
 
+LAYER_KINDS: dict[str, type[Layer]] = {}
+
+
+def register_layer(cls: type[LayerT]) -> type[LayerT]:
+    """Class decorator making ``cls`` (a frozen dataclass subclassing Layer) a kind: the only registration needed."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)) or not dataclasses.is_dataclass(cls):
+        raise TypeError(f"register_layer needs a dataclass subclassing Layer, got {cls!r}")
+    if not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise TypeError(f"layer class {cls.__name__} must be a frozen dataclass (specs are shared between graphs)")
+    if cls.kind == Layer.kind or not cls.kind:
+        raise ValueError(f"layer class {cls.__name__} must set its own 'kind'")
+    if LAYER_KINDS.get(cls.kind, cls) is not cls:
+        raise ValueError(f"layer kind {cls.kind!r} is already registered by {LAYER_KINDS[cls.kind].__name__}")
+    LAYER_KINDS[cls.kind] = cls
+    return cls
+
+
+class KindSet(AbstractSet[str]):
+    """Live read-only set of the registered kinds whose class flag ``flag`` is true (follows new registrations)."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+
+    @classmethod
+    def _from_iterable(cls, it: Any) -> frozenset[str]:
+        return frozenset(it)
+
+    def __contains__(self, kind: object) -> bool:
+        cls = LAYER_KINDS.get(kind) if isinstance(kind, str) else None
+        return cls is not None and bool(getattr(cls, self.flag))
+
+    def __iter__(self) -> Iterator[str]:
+        return (kind for kind, cls in list(LAYER_KINDS.items()) if getattr(cls, self.flag))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"KindSet({self.flag!r}: {sorted(self)})"
+
+
+class KindTable(Mapping[str, Any]):
+    """Live read-only mapping from each registered kind to its class attribute ``attribute``, where non-empty."""
+
+    def __init__(self, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __getitem__(self, kind: str) -> Any:
+        value = getattr(LAYER_KINDS[kind], self.attribute) if kind in LAYER_KINDS else None
+        if not value:
+            raise KeyError(kind)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (kind for kind, cls in list(LAYER_KINDS.items()) if getattr(cls, self.attribute))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"KindTable({self.attribute!r}: {dict(self)})"
+
+
 def _positive(name: str, value: int, owner: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
@@ -74,11 +198,15 @@ def _kaiming_uniform(shape: Shape, fan_in: int, generator: torch.Generator) -> t
     return (torch.rand(shape, generator=generator) * 2 - 1) * bound
 
 
+@register_layer
 @dataclass(frozen=True)
 class Conv2d(Layer):
     """2-D convolution with 'same' padding (kernel // 2) and a bias."""
 
     kind: ClassVar[str] = "conv2d"
+    has_units: ClassVar[bool] = True
+    output_free_in_backward: ClassVar[bool] = True
+    size_attributes: ClassVar[tuple[str, ...]] = ("out_channels", "kernel_size", "stride")
     in_channels: int
     out_channels: int
     kernel_size: int = 3
@@ -119,6 +247,19 @@ class Conv2d(Layer):
     def module(self) -> nn.Module:
         return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding)
 
+    def module_code(self) -> str:
+        return (f"nn.Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+    def widened(self, in_width: int, out_width: int) -> Layer:
+        return dataclasses.replace(self, in_channels=in_width, out_channels=out_width)
+
+    def skip_pool(self) -> Layer | None:
+        return MaxPool(self.kernel_size, self.stride, self.kernel_size // 2) if self.stride > 1 else None
+
+    def coarse_label(self) -> str:
+        return f"conv{self.kernel_size}s{self.stride}w{round(math.log2(self.out_channels))}"
+
     def n_params(self) -> int:
         return self.out_channels * (self.in_channels * self.kernel_size**2 + 1)
 
@@ -126,11 +267,15 @@ class Conv2d(Layer):
         return f"Conv2d({self.in_channels}->{self.out_channels}, k{self.kernel_size}, s{self.stride})"
 
 
+@register_layer
 @dataclass(frozen=True)
 class Dense(Layer):
     """Fully connected layer with a bias."""
 
     kind: ClassVar[str] = "dense"
+    has_units: ClassVar[bool] = True
+    output_free_in_backward: ClassVar[bool] = True
+    size_attributes: ClassVar[tuple[str, ...]] = ("out_features",)
     in_features: int
     out_features: int
 
@@ -155,6 +300,15 @@ class Dense(Layer):
     def module(self) -> nn.Module:
         return nn.Linear(self.in_features, self.out_features)
 
+    def module_code(self) -> str:
+        return f"nn.Linear({self.in_features}, {self.out_features})"
+
+    def widened(self, in_width: int, out_width: int) -> Layer:
+        return dataclasses.replace(self, in_features=in_width, out_features=out_width)
+
+    def coarse_label(self) -> str:
+        return f"dense_w{round(math.log2(self.out_features))}"
+
     def n_params(self) -> int:
         return self.out_features * (self.in_features + 1)
 
@@ -162,11 +316,14 @@ class Dense(Layer):
         return f"Dense({self.in_features}->{self.out_features})"
 
 
+@register_layer
 @dataclass(frozen=True)
 class BatchNorm(Layer):
     """Batch normalisation over channels (2-D input) or features (1-D input)."""
 
     kind: ClassVar[str] = "batchnorm"
+    channelwise: ClassVar[bool] = True
+    output_free_in_backward: ClassVar[bool] = True
     num_features: int
     eps: float = 1e-5
     momentum: float = 0.1
@@ -198,6 +355,13 @@ class BatchNorm(Layer):
         cls = nn.BatchNorm2d if self.ndim == 3 else nn.BatchNorm1d
         return cls(self.num_features, eps=self.eps, momentum=self.momentum)
 
+    def module_code(self) -> str:
+        cls = "BatchNorm2d" if self.ndim == 3 else "BatchNorm1d"
+        return f"nn.{cls}({self.num_features}, eps={self.eps!r}, momentum={self.momentum!r})"
+
+    def widened(self, in_width: int, out_width: int) -> Layer:
+        return dataclasses.replace(self, num_features=out_width)
+
     def n_params(self) -> int:
         return 2 * self.num_features
 
@@ -205,11 +369,14 @@ class BatchNorm(Layer):
         return f"BatchNorm({self.num_features})"
 
 
+@register_layer
 @dataclass(frozen=True)
 class ReLU(Layer):
     """Rectified linear unit."""
 
     kind: ClassVar[str] = "relu"
+    channelwise: ClassVar[bool] = True
+    makes_nonnegative: ClassVar[bool] = True
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         return self._one(inputs)
@@ -217,12 +384,22 @@ class ReLU(Layer):
     def module(self) -> nn.Module:
         return nn.ReLU()
 
+    def inplace_module(self) -> nn.Module:
+        return nn.ReLU(inplace=True)
+
+    def module_code(self) -> str:
+        return "nn.ReLU()"
+
     def describe(self) -> str:
         return "ReLU"
 
 
 @dataclass(frozen=True)
 class _Pool(Layer):
+    channelwise: ClassVar[bool] = True
+    keeps_nonnegative: ClassVar[bool] = True
+    size_attributes: ClassVar[tuple[str, ...]] = ("kernel_size", "stride")
+    module_class: ClassVar[str] = ""  # name of the torch.nn class computing it
     kernel_size: int = 2
     stride: int = 2
     padding: int = 0
@@ -245,36 +422,49 @@ class _Pool(Layer):
             raise ShapeError(f"{self.kind} of {k}x{k} cannot pool a {h}x{w} input")
         return (c, ho, wo)
 
+    def module(self) -> nn.Module:
+        return getattr(nn, self.module_class)(self.kernel_size, self.stride, self.padding)
+
+    def module_code(self) -> str:
+        return f"nn.{self.module_class}({self.kernel_size}, stride={self.stride}, padding={self.padding})"
+
+    def skip_pool(self) -> Layer:
+        return self
+
+    def coarse_label(self) -> str:
+        return f"{self.kind}{self.kernel_size}s{self.stride}"
+
     def describe(self) -> str:
         pad = f", p{self.padding}" if self.padding else ""
         return f"{type(self).__name__}({self.kernel_size}, s{self.stride}{pad})"
 
 
+@register_layer
 @dataclass(frozen=True)
 class MaxPool(_Pool):
     """Max pooling (no learned parameters)."""
 
     kind: ClassVar[str] = "maxpool"
-
-    def module(self) -> nn.Module:
-        return nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+    module_class: ClassVar[str] = "MaxPool2d"
 
 
+@register_layer
 @dataclass(frozen=True)
 class AvgPool(_Pool):
     """Average pooling (no learned parameters)."""
 
     kind: ClassVar[str] = "avgpool"
-
-    def module(self) -> nn.Module:
-        return nn.AvgPool2d(self.kernel_size, self.stride, self.padding)
+    module_class: ClassVar[str] = "AvgPool2d"
 
 
+@register_layer
 @dataclass(frozen=True)
 class GlobalAvgPool(Layer):
     """Mean over the spatial dimensions: (C, H, W) -> (C,)."""
 
     kind: ClassVar[str] = "globalavgpool"
+    channelwise: ClassVar[bool] = True
+    keeps_nonnegative: ClassVar[bool] = True
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = self._one(inputs)
@@ -282,15 +472,26 @@ class GlobalAvgPool(Layer):
             raise ShapeError(f"globalavgpool needs a (C, H, W) input, got {shape}")
         return (shape[0],)
 
+    def apply(self, inputs: list[Any]) -> Any:
+        return inputs[0].mean((2, 3))
+
+    def apply_code(self, inputs: list[str]) -> str:
+        return f"{inputs[0]}.mean((2, 3))"
+
     def describe(self) -> str:
         return "GlobalAvgPool"
 
 
+@register_layer
 @dataclass(frozen=True)
 class Dropout(Layer):
     """Dropout with probability ``p`` (identity in eval mode)."""
 
     kind: ClassVar[str] = "dropout"
+    channelwise: ClassVar[bool] = True
+    keeps_nonnegative: ClassVar[bool] = True
+    skip_endpoint: ClassVar[bool] = False
+    size_attributes: ClassVar[tuple[str, ...]] = ("p",)
     p: float = 0.25
 
     def __post_init__(self) -> None:
@@ -303,15 +504,24 @@ class Dropout(Layer):
     def module(self) -> nn.Module:
         return nn.Dropout(self.p)
 
+    def module_code(self) -> str:
+        return f"nn.Dropout({self.p!r})"
+
+    def coarse_label(self) -> str:
+        return f"dropout{self.p:.2f}"
+
     def describe(self) -> str:
         return f"Dropout({self.p})"
 
 
+@register_layer
 @dataclass(frozen=True)
 class Flatten(Layer):
     """(C, H, W) -> (C*H*W,), channel-major like ``torch.flatten(x, 1)``."""
 
     kind: ClassVar[str] = "flatten"
+    keeps_nonnegative: ClassVar[bool] = True
+    in_distance: ClassVar[bool] = False
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = self._one(inputs)
@@ -319,16 +529,27 @@ class Flatten(Layer):
             raise ShapeError("flatten of an already flat (F,) input")
         return (math.prod(shape),)
 
+    def apply(self, inputs: list[Any]) -> Any:
+        return torch.flatten(inputs[0], 1)
+
+    def apply_code(self, inputs: list[str]) -> str:
+        return f"torch.flatten({inputs[0]}, 1)"
+
     def describe(self) -> str:
         return "Flatten"
 
 
+@register_layer
 @dataclass(frozen=True)
 class Add(Layer):
     """Element-wise sum of two or more tensors of the same shape."""
 
     kind: ClassVar[str] = "add"
-    n_inputs: ClassVar[int] = 0
+    merge: ClassVar[bool] = True
+    commutative: ClassVar[bool] = True
+    keeps_nonnegative: ClassVar[bool] = True
+    output_free_in_backward: ClassVar[bool] = True
+    in_distance: ClassVar[bool] = False
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         if len(inputs) < 2:
@@ -337,16 +558,25 @@ class Add(Layer):
             raise ShapeError(f"add needs equal shapes, got {inputs}")
         return inputs[0]
 
+    def apply(self, inputs: list[Any]) -> Any:
+        return functools.reduce(operator.add, inputs)
+
+    def apply_code(self, inputs: list[str]) -> str:
+        return " + ".join(inputs)
+
     def describe(self) -> str:
         return "Add"
 
 
+@register_layer
 @dataclass(frozen=True)
 class Concat(Layer):
     """Concatenation along channels (or features) of two or more tensors, in input order."""
 
     kind: ClassVar[str] = "concat"
-    n_inputs: ClassVar[int] = 0
+    merge: ClassVar[bool] = True
+    keeps_nonnegative: ClassVar[bool] = True
+    in_distance: ClassVar[bool] = False
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         if len(inputs) < 2:
@@ -356,17 +586,14 @@ class Concat(Layer):
             raise ShapeError(f"concat needs equal shapes apart from channels, got {inputs}")
         return (sum(s[0] for s in inputs), *rest)
 
+    def apply(self, inputs: list[Any]) -> Any:
+        return torch.cat(tuple(inputs), dim=1)
+
+    def apply_code(self, inputs: list[str]) -> str:
+        return f"torch.cat([{', '.join(inputs)}], 1)"
+
     def describe(self) -> str:
         return "Concat"
-
-
-LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls
-    for cls in (Conv2d, Dense, BatchNorm, ReLU, MaxPool, AvgPool, GlobalAvgPool, Dropout, Flatten, Add, Concat)
-}
-# Layers whose output keeps the channel layout of their single input (widening passes through them).
-CHANNELWISE_KINDS = frozenset({"batchnorm", "relu", "maxpool", "avgpool", "globalavgpool", "dropout"})
-WEIGHTED_KINDS = frozenset({"conv2d", "dense"})
 
 
 def layer_from_dict(data: dict[str, Any]) -> Layer:
@@ -389,9 +616,7 @@ def layer_from_dict(data: dict[str, Any]) -> Layer:
 
 
 __all__ = [
-    "CHANNELWISE_KINDS",
     "LAYER_KINDS",
-    "WEIGHTED_KINDS",
     "Add",
     "AvgPool",
     "BatchNorm",
@@ -401,10 +626,14 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAvgPool",
+    "KindSet",
+    "KindTable",
     "Layer",
     "MaxPool",
     "ReLU",
     "Shape",
     "ShapeError",
+    "Weights",
     "layer_from_dict",
+    "register_layer",
 ]

@@ -19,17 +19,7 @@ import numpy as np
 import torch
 
 from morphnas.graph.graph import Graph, GraphError
-from morphnas.graph.layers import (
-    WEIGHTED_KINDS,
-    Add,
-    BatchNorm,
-    Concat,
-    Conv2d,
-    Dense,
-    Layer,
-    MaxPool,
-    ReLU,
-)
+from morphnas.graph.layers import Add, BatchNorm, Concat, Conv2d, Dense, Flatten, Layer, ReLU
 
 DEFAULT_NOISE = 1e-4
 DEEPER_KINDS = ("conv", "conv_bn", "conv_block", "bn", "relu", "dense", "dense_block")
@@ -239,18 +229,16 @@ def _flatten_map(g: Graph, lid: int, m: _ChannelMap) -> _ChannelMap:
     return _ChannelMap((m.index[:, None] * spatial + s).ravel(), np.repeat(m.new, spatial))
 
 
-_PASS_THROUGH = frozenset({"batchnorm", "relu", "maxpool", "avgpool", "globalavgpool", "dropout"})
-
-
 def _widening_plan(g: Graph, start: int, root: _ChannelMap) -> tuple[dict, dict, dict]:
     """Every tensor whose channels must change with ``start``, and the layers to adjust (rows / columns).
 
-    Widening flows forward through channel-wise layers, Flatten and Concat to the next Conv/Dense (whose
-    input columns are adjusted), and across an Add to all its other inputs, backward to their producers.
+    Widening flows forward through channel-wise layers, Flatten and Concat to the next layer with units
+    (whose input columns are adjusted), and across an Add to all its other inputs, backward to their producers.
+    Channel-wise layers with tensors get their rows copied too. Any other layer stops it with a MorphismError.
     """
     maps: dict[int, _ChannelMap] = {}
-    rows: dict[int, _ChannelMap] = {}  # conv/dense/bn layers whose output channels change
-    cols: dict[int, _ChannelMap] = {}  # conv/dense layers whose input channels change
+    rows: dict[int, _ChannelMap] = {}  # layers with units, or channel-wise with tensors, whose outputs change
+    cols: dict[int, _ChannelMap] = {}  # layers with units whose input channels change
     queue: deque[tuple[int, _ChannelMap]] = deque([(start, root)])
     while queue:
         node, m = queue.popleft()
@@ -267,35 +255,39 @@ def _widening_plan(g: Graph, start: int, root: _ChannelMap) -> tuple[dict, dict,
         lid = g.producer(node)
         spec = g.layers[lid]
         ins = g.layer_inputs[lid]
-        if spec.kind in WEIGHTED_KINDS:
+        if spec.has_units:
             rows[lid] = m
-        elif spec.kind in _PASS_THROUGH:
-            if spec.kind == "batchnorm":
+        elif spec.channelwise:
+            if spec.param_shapes():
                 rows[lid] = m
             queue.append((ins[0], m))
-        elif spec.kind == "add":
+        elif isinstance(spec, Add):
             queue.extend((n, m) for n in ins)
-        elif spec.kind == "concat":
+        elif isinstance(spec, Concat):
             if not _concat_map(g, lid, maps).same(m):
                 raise MorphismError(f"widening would have to widen concat layer {lid}'s output as a whole, "
                                     "which its inputs cannot provide")
-        elif spec.kind == "flatten":
+        elif isinstance(spec, Flatten):
             if ins[0] not in maps or not _flatten_map(g, lid, maps[ins[0]]).same(m):
                 raise MorphismError(f"widening would have to widen flatten layer {lid}'s features as a whole")
+        else:
+            raise MorphismError(f"widening cannot pass back through layer {lid} ({spec.describe()})")
         for c in g.consumers(node):
             cspec = g.layers[c]
             out = g.layer_output[c]
-            if cspec.kind in WEIGHTED_KINDS:
+            if cspec.has_units:
                 cols[c] = m
-            elif cspec.kind in _PASS_THROUGH:
+            elif cspec.channelwise:
                 queue.append((out, m))
-            elif cspec.kind == "add":
+            elif isinstance(cspec, Add):
                 queue.append((out, m))
                 queue.extend((n, m) for n in g.layer_inputs[c] if n != node)
-            elif cspec.kind == "concat":
+            elif isinstance(cspec, Concat):
                 queue.append((out, _concat_map(g, c, maps)))
-            elif cspec.kind == "flatten":
+            elif isinstance(cspec, Flatten):
                 queue.append((out, _flatten_map(g, c, m)))
+            else:
+                raise MorphismError(f"widening cannot pass through layer {c} ({cspec.describe()})")
     return maps, rows, cols
 
 
@@ -304,10 +296,10 @@ def _widen_weights(w: dict[str, torch.Tensor], spec: Layer, row: _ChannelMap | N
     w = dict(w)
     if row is not None:
         idx = torch.from_numpy(row.index)
-        scale = _range(w["weight"]) * noise
+        scale = _range(w["weight"]) * noise if spec.has_units else 0.0
         for name in list(w):
             w[name] = w[name].index_select(0, idx)
-        if noise and spec.kind in WEIGHTED_KINDS and row.new.any():
+        if noise and spec.has_units and row.new.any():
             new = torch.from_numpy(np.flatnonzero(row.new))
             weight = w["weight"].clone()
             weight[new] += _noise(rng, (len(new), *weight.shape[1:]), scale)
@@ -327,18 +319,19 @@ def _widen_weights(w: dict[str, torch.Tensor], spec: Layer, row: _ChannelMap | N
 
 def wider(graph: Graph, layer: int, n: int, *, method: str = "net2net", seed: int = 0,
           noise: float = DEFAULT_NOISE, limits: Limits | None = None) -> Graph:
-    """Grow Conv2d/Dense ``layer`` by ``n`` units copied from random existing ones, keeping the function.
+    """Grow ``layer`` (one with units: Conv2d, Dense) by ``n`` units copied from random ones, keeping the function.
 
-    The change propagates through BatchNorm (per-channel copies), pools, Flatten (feature blocks), Concat
-    (channel offsets) and Add (every other producer of the sum widens the same way). The readers' incoming
+    The change propagates through channel-wise layers (BatchNorm and others with per-channel tensors get
+    copies of those), Flatten (feature blocks), Concat (channel offsets) and Add (every other producer of
+    the sum widens the same way). The readers' incoming
     weights are split among the copies (``method="net2net"``) or zero for the new units (``"zero"``).
     """
     spec = graph.check_layer(layer)
     noise = _check_noise(noise)
     op = Op("wider", {"layer": layer, "n": n, "method": method, "noise": noise}, seed)
-    if spec.kind not in WEIGHTED_KINDS:
-        raise MorphismError(f"layer {layer} ({spec.describe()}) cannot be widened: only conv2d and dense "
-                            "layers have units to add")
+    if not spec.has_units:
+        raise MorphismError(f"layer {layer} ({spec.describe()}) cannot be widened: only layers with units "
+                            "(conv2d, dense) have units to add")
     if method not in WIDER_METHODS:
         raise MorphismError(f"unknown widening method {method!r}; expected one of {WIDER_METHODS}")
     if not isinstance(n, int | np.integer) or n < 1:
@@ -358,13 +351,8 @@ def wider(graph: Graph, layer: int, n: int, *, method: str = "net2net", seed: in
     for lid in sorted(set(rows) | set(cols)):
         old = graph.layers[lid]
         row, col = rows.get(lid), cols.get(lid)
-        if old.kind == "conv2d":
-            new_spec: Layer = Conv2d(len(col.index) if col else old.in_channels,
-                                     len(row.index) if row else old.out_channels, old.kernel_size, old.stride)
-        elif old.kind == "dense":
-            new_spec = Dense(len(col.index) if col else old.in_features, len(row.index) if row else old.out_features)
-        else:
-            new_spec = BatchNorm(len(row.index), old.eps, old.momentum, old.ndim)
+        in_width = child.shape(child.layer_inputs[lid][0])[0]
+        new_spec = old.widened(in_width, child.shape(child.layer_output[lid])[0])
         weights = None
         if graph.weights is not None:
             weights = _widen_weights(graph.weights[lid], old, row, col, method, rng, noise)
@@ -388,13 +376,7 @@ def _skip_endpoints(graph: Graph, a: int, b: int) -> tuple[int, int, list[Layer]
         raise MorphismError(f"skip connections join (C, H, W) tensors; layer {a} outputs {graph.shape(u)} and "
                             f"layer {b} outputs {graph.shape(v)}")
     path = nx.shortest_path(graph.nx, u, v)
-    pools: list[Layer] = []
-    for node in path[1:]:
-        lay = graph.layers[graph.producer(node)]
-        if lay.kind in ("maxpool", "avgpool"):
-            pools.append(type(lay)(lay.kernel_size, lay.stride, lay.padding))
-        elif lay.kind == "conv2d" and lay.stride > 1:
-            pools.append(MaxPool(lay.kernel_size, lay.stride, lay.kernel_size // 2))
+    pools = [pool for node in path[1:] if (pool := graph.layers[graph.producer(node)].skip_pool()) is not None]
     shape = graph.shape(u)
     for pool in pools:
         shape = pool.output_shape([shape])
@@ -482,9 +464,6 @@ def replay(graph: Graph, ops: Iterable[Op | dict[str, Any]], limits: Limits | No
     return graph
 
 
-_SKIP_ENDS = frozenset({"conv2d", "relu", "batchnorm", "maxpool", "avgpool", "add", "concat"})
-
-
 def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
     """Draw one candidate op (it may still turn out impossible; the caller retries)."""
     seed = int(rng.integers(2**31 - 1))
@@ -504,7 +483,7 @@ def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
         kernel = int((1, 3, 5)[int(rng.integers(3))])
         return Op(name, {"layer": lid, "kind": kind, "kernel_size": kernel, "noise": noise}, seed)
     if name == "wider":
-        choices = [lid for lid in not_last if graph.layers[lid].kind in WEIGHTED_KINDS]
+        choices = [lid for lid in not_last if graph.layers[lid].has_units]
         if not choices:
             raise MorphismError("no layer to widen")
         lid = choices[int(rng.integers(len(choices)))]
@@ -512,7 +491,7 @@ def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
         n = max(1, width // 2) if rng.random() < 0.5 else width
         return Op(name, {"layer": lid, "n": int(n), "method": "net2net", "noise": noise}, seed)
     ends = [lid for lid in not_last
-            if graph.layers[lid].kind in _SKIP_ENDS and len(graph.shape(graph.layer_output[lid])) == 3]
+            if graph.layers[lid].skip_endpoint and len(graph.shape(graph.layer_output[lid])) == 3]
     if len(ends) < 2:
         raise MorphismError("fewer than two (C, H, W) layers to join with a skip")
     i, j = sorted(rng.choice(len(ends), size=2, replace=False).tolist())

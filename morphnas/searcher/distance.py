@@ -6,45 +6,41 @@ An architecture is described by its **main chain** and its **skip connections**:
   kind, then the first input of each merge), found by dynamic programming over the DAG. On a plain CNN it is
   the whole network; on a ResNet it runs through the residual branches; on a DenseNet through the new
   features of each dense layer.
-- The layer sequence holds the chain's layers whose kind is in ``SEQUENCE_KINDS``: conv2d and dense (the
-  paper's choice) and also batchnorm, relu, the pools and dropout, so that every morphism (a deeper BN or ReLU
-  included) moves an architecture by a non-zero distance; otherwise such a child would look "already seen"
-  to the acquisition optimizer, and the GP could not tell it from its parent. Flatten (shape only) and the
-  merges (encoded as skips) are left out.
-- A skip connection is every extra input of a merge layer (Add, Concat): ``(start, length, kind)`` where
+- The layer sequence holds the chain's layers whose kind is in ``SEQUENCE_KINDS`` (the kinds whose layer
+  spec sets ``in_distance``): conv2d and dense (the paper's choice) and also batchnorm, relu, the pools and
+  dropout, so that every morphism (a deeper BN or ReLU included) moves an architecture by a non-zero
+  distance; otherwise such a child would look "already seen" to the acquisition optimizer, and the GP could
+  not tell it from its parent. Flatten (shape only) and the merges (encoded as skips) are left out.
+- A skip connection is every extra input of a merge layer (``merge`` flag: Add, Concat): ``(start, length, kind)`` where
   ``start`` is the chain position the extra input leaves from (the closest chain tensor it descends from) and
   ``start + length`` the chain position it joins (the merge's own position, or, for a merge off the chain,
   the first chain tensor it reaches). A position counts the sequence layers from the input. Layers on the
   skip branch itself (pools, the 1x1 convolutions of ``add_skip``, a ResNet projection) are not counted.
 
 ``D_layers`` is a Levenshtein alignment with insertion and deletion cost 1 and substitution cost 1 between
-kinds, else the mean of ``|x−y|/max(x,y)`` over the size attributes in ``SIZE_ATTRIBUTES`` (dense width
-included, which the original ignored). ``D_skip`` is an optimal matching (``linear_sum_assignment``) with
-pairwise cost ``(|u_a−u_b| + |l_a−l_b|) / (max(u_a,u_b) + max(l_a,l_b))`` (1 across kinds) plus 1 per
-unmatched skip. The functions here are the reference implementation for one pair;
+kinds, else the mean of ``|x−y|/max(x,y)`` over the size attributes in ``SIZE_ATTRIBUTES`` (each spec's
+``size_attributes``; dense width included, which the original ignored). ``D_skip`` is an optimal matching
+(``linear_sum_assignment``) with pairwise cost ``(|u_a−u_b| + |l_a−l_b|) / (max(u_a,u_b) + max(l_a,l_b))`` (1
+across kinds) plus 1 per unmatched skip. The functions here are the reference implementation for one pair;
 ``morphnas.searcher.cache.ArchitectureCache`` computes the same numbers in batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from morphnas.graph.graph import Graph
+from morphnas.graph.layers import KindSet, KindTable
 
-SEQUENCE_KINDS: frozenset[str] = frozenset(
-    {"conv2d", "dense", "batchnorm", "relu", "maxpool", "avgpool", "globalavgpool", "dropout"})
-SIZE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "conv2d": ("out_channels", "kernel_size", "stride"),
-    "dense": ("out_features",),
-    "maxpool": ("kernel_size", "stride"),
-    "avgpool": ("kernel_size", "stride"),
-    "dropout": ("p",),
-}
-MERGE_KINDS: frozenset[str] = frozenset({"add", "concat"})
+# Live views of the layer registry (a kind registered later is included): the flags live on the layer specs.
+SEQUENCE_KINDS: AbstractSet[str] = KindSet("in_distance")
+SIZE_ATTRIBUTES: KindTable = KindTable("size_attributes")
+MERGE_KINDS: AbstractSet[str] = KindSet("merge")
 
 LayerToken = tuple[str, tuple[float, ...]]
 Skip = tuple[int, int, str]
@@ -72,10 +68,10 @@ class Descriptor:
 def layer_token(graph: Graph, lid: int) -> LayerToken:
     """``(kind, size attributes)`` of layer ``lid``: the unit of the Levenshtein alignment."""
     layer = graph.layers[lid]
-    return layer.kind, tuple(float(getattr(layer, name)) for name in SIZE_ATTRIBUTES.get(layer.kind, ()))
+    return layer.kind, tuple(float(getattr(layer, name)) for name in layer.size_attributes)
 
 
-def main_chain(graph: Graph, kinds: frozenset[str] = SEQUENCE_KINDS) -> list[int]:
+def main_chain(graph: Graph, kinds: AbstractSet[str] = SEQUENCE_KINDS) -> list[int]:
     """Layer ids of the main chain, input to output: the path with the most ``kinds`` layers (see module doc)."""
     if graph.output_node is None:
         raise ValueError("the graph has no output: call set_output(node) first")
@@ -98,7 +94,7 @@ def main_chain(graph: Graph, kinds: frozenset[str] = SEQUENCE_KINDS) -> list[int
     return chain
 
 
-def describe(graph: Graph, kinds: frozenset[str] = SEQUENCE_KINDS, key: str | None = None) -> Descriptor:
+def describe(graph: Graph, kinds: AbstractSet[str] = SEQUENCE_KINDS, key: str | None = None) -> Descriptor:
     """The descriptor of ``graph``: main-chain layer tokens and skip connections (see module doc).
 
     ``key``: the graph's canonical hash when the caller already has it (saves recomputing it; ``""`` when the
@@ -148,7 +144,7 @@ def describe(graph: Graph, kinds: frozenset[str] = SEQUENCE_KINDS, key: str | No
     skips: list[Skip] = []
     for lid in graph.topological_layers():
         layer = graph.layers[lid]
-        if layer.kind not in MERGE_KINDS:
+        if not layer.merge:
             continue
         ins = graph.layer_inputs[lid]
         main = primary.get(lid)

@@ -307,16 +307,12 @@ class RunDir:
             raise RunDirError(str(exc)) from None
 
     def save_model_bytes(self, trial_id: int, blob: bytes) -> Path:
-        """Save a model that arrived as bytes from a worker (``graph_to_bytes``); GraphError if it is not one."""
-        from morphnas.graph.serialization import graph_from_bytes
-
-        return self.save_model(trial_id, graph_from_bytes(blob))
+        """Save a model that arrived as bytes from a worker (``Graph.to_bytes``); GraphError if it is not one."""
+        return self.save_model(trial_id, Graph.from_bytes(blob))
 
     def model_bytes(self, trial_id: int) -> bytes:
         """A trial's trained model as bytes for a worker (checksum verified)."""
-        from morphnas.graph.serialization import graph_to_bytes
-
-        return graph_to_bytes(self.load_model(trial_id))
+        return self.load_model(trial_id).to_bytes()
 
     # ------------------------------------------------------------------ best
     def best_trial(self) -> TrialRecord | None:

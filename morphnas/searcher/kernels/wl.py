@@ -1,9 +1,10 @@
 """The Weisfeiler–Lehman subtree kernel on architecture graphs, normalised (as in NAS-BOWL, Ru et al. 2021).
 
-Each layer is a node labelled by its kind and coarse sizes (kernel and stride of a conv or pool, width as
-log2, dropout rate); edges follow the data flow (a merge has one edge per input). ``h`` rounds of WL
-relabelling (a node's new label is its label with the sorted labels of its producers) give a bag of subtree
-patterns; the kernel is the cosine similarity of the pattern counts, PSD and equal to 1 on the diagonal.
+Each layer is a node labelled by its kind and coarse sizes (the spec's ``coarse_label()``: kernel and stride
+of a conv or pool, width as log2, dropout rate); edges follow the data flow (a merge has one edge per input).
+``h`` rounds of WL relabelling (a node's new label is its label with the sorted labels of its producers) give
+a bag of subtree patterns; the kernel is the cosine similarity of the pattern counts, PSD and equal to 1 on
+the diagonal.
 It does not use the edit distance, so it is a useful check on what the distance buys.
 """
 
@@ -23,18 +24,8 @@ from morphnas.searcher.kernels.base import ArchitectureKernel, as_indices
 
 
 def node_label(graph: Graph, lid: int) -> str:
-    """Initial WL label of layer ``lid``: kind plus coarse sizes."""
-    layer = graph.layers[lid]
-    kind = layer.kind
-    if kind == "conv2d":
-        return f"conv{layer.kernel_size}s{layer.stride}w{round(math.log2(layer.out_channels))}"
-    if kind == "dense":
-        return f"dense_w{round(math.log2(layer.out_features))}"
-    if kind in ("maxpool", "avgpool"):
-        return f"{kind}{layer.kernel_size}s{layer.stride}"
-    if kind == "dropout":
-        return f"dropout{layer.p:.2f}"
-    return kind
+    """Initial WL label of layer ``lid``: its spec's ``coarse_label()``, the kind plus coarse sizes."""
+    return graph.layers[lid].coarse_label()
 
 
 def wl_features(graph: Graph, iterations: int = 2) -> Counter[str]:
