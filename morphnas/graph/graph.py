@@ -24,8 +24,8 @@ from morphnas.graph.errors import GraphError
 from morphnas.graph.layers import Layer, Shape, ShapeError, Weights, layer_from_dict
 from morphnas.graph.serialization import (
     WEIGHTS_FILE,
-    read_architecture_file,
     graph_blob,
+    read_architecture_file,
     read_graph_blob,
     read_weights_file,
     write_graph_files,
