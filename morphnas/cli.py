@@ -43,7 +43,18 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--executor", help="thread (default: trials in the driver process) or process")
+    p.add_argument("--executor", help="thread (default with one worker: trials in the driver process), process "
+                                      "(local worker processes; default with several) or ray")
+    p.add_argument("--workers", type=int, help="trials training at once (default 1)")
+    p.add_argument("--sync", action="store_true", default=None,
+                   help="suggest batches of --workers trials and observe them in order: the trial table then "
+                        "does not depend on worker speed (default: asynchronous, faster)")
+    p.add_argument("--threads-per-trial", type=int, help="intra-op threads of each worker (default: the cores "
+                                                          "shared among the workers)")
+    p.add_argument("--ray-address", help="join this Ray cluster (default $RAY_ADDRESS, else a local one)")
+    p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs reserved per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial, may be fractional, e.g. 0.5 "
+                                                         "(default: 1 where the cluster has GPUs)")
     p.add_argument("--final-epochs", type=int, help="after the search, retrain the best on train+val this many "
                                                     "epochs and test it once")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<strategy>-s<seed>-<time>)")
@@ -53,7 +64,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
 
 
 _SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquisition", "generator", "max_trials",
-                "time_budget", "max_epochs", "batch_size", "seed", "device", "executor", "final_epochs", "out",
+                "time_budget", "max_epochs", "batch_size", "seed", "device", "executor", "workers", "sync",
+                "threads_per_trial", "ray_address", "cpus_per_trial", "gpus_per_trial", "final_epochs", "out",
                 "plugins")
 
 

@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-EXECUTORS = ("thread", "process")
+EXECUTORS = ("thread", "process", "ray")
 
 
 @dataclass
@@ -43,7 +43,13 @@ class SearchConfig:
     val_fraction: float = 0.1
     seed: int = 0
     device: str | None = None
-    executor: str = "thread"
+    executor: str | None = None  # thread (one worker), process, ray; None: thread for 1 worker, else process
+    workers: int = 1  # trials training at once
+    sync: bool = False  # batches of `workers` suggested together and observed in suggestion order (reproducible)
+    threads_per_trial: int | None = None  # intra-op threads per worker; None: the cores shared among workers
+    ray_address: str | None = None  # a running Ray cluster (else $RAY_ADDRESS, else a local one)
+    cpus_per_trial: float = 1.0  # Ray resources of one trial
+    gpus_per_trial: float | None = None  # Ray: None = one GPU per trial where the cluster has GPUs; may be 0.5
     noise: float = 1e-4
     max_layers: int = 120
     max_params: int = 5_000_000
@@ -69,8 +75,22 @@ class SearchConfig:
             raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.executor is None:
+            self.executor = "thread" if self.workers == 1 else "process"
         if self.executor not in EXECUTORS:
             raise ValueError(f"unknown executor {self.executor!r}; expected one of {EXECUTORS}")
+        if self.executor == "thread" and self.workers > 1:
+            raise ValueError(f"the thread executor runs one trial at a time; for workers = {self.workers} use "
+                             "executor 'process' (local) or 'ray'")
+        if self.threads_per_trial is not None and (not isinstance(self.threads_per_trial, int)
+                                                   or self.threads_per_trial < 1):
+            raise ValueError(f"threads_per_trial must be a positive integer, got {self.threads_per_trial!r}")
+        if not self.cpus_per_trial > 0:
+            raise ValueError(f"cpus_per_trial must be positive, got {self.cpus_per_trial!r}")
+        if self.gpus_per_trial is not None and not self.gpus_per_trial >= 0:
+            raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not isinstance(self.plugins, list | tuple) or not all(isinstance(p, str) and p for p in self.plugins):
@@ -79,6 +99,10 @@ class SearchConfig:
         if self.final_epochs < 0:
             raise ValueError(f"final_epochs must be >= 0, got {self.final_epochs!r}")
         return self
+
+    def with_threads(self, threads: int) -> SearchConfig:
+        """A copy whose trainers use ``threads`` intra-op threads (0: PyTorch's default)."""
+        return dataclasses.replace(self, threads_per_trial=threads or None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

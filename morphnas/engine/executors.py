@@ -1,77 +1,84 @@
-"""Where trials run: in a background thread of the driver, or in a local worker process.
+"""Where trials run: the executor named in the config, as a ``WorkerPool`` of N workers.
 
-Both run ``run_trial`` one trial at a time while the driver chooses the next architecture. The search state
-(strategy, run database, TensorBoard trajectory) never leaves the driver; a trial gets only a ``TrialSpec``
-(the parent's model as bytes) and returns a ``TrialOutcome`` (the trained model as bytes). A worker process
-builds its own ``Trainer`` once, from the data it was handed when it started (once per worker, not per trial).
+- ``thread`` (default with one worker): one background thread of the driver sharing its Trainer, so a
+  one-worker search needs no process start and no data copy (PyTorch releases the GIL in its kernels);
+- ``process``: N local worker processes (``pool.ProcessPool``), each building its Trainer once;
+- ``ray``: N Ray actors on a local or remote cluster (``pool.RayPool``), with CPUs and GPUs per trial.
+
+The search state (strategy, run database, TensorBoard) never leaves the driver; a trial gets a ``TrialSpec``
+(the parent's model as bytes) and returns a ``TrialOutcome`` (the trained model as bytes): no worker is given
+a path to the run directory. A worker lost mid-trial surfaces as ``pool.WorkerLost`` on the trial's future.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+import functools
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from morphnas.engine.trial import ProgressFn, TrialOutcome, TrialSpec, run_trial
+from morphnas.engine.config import SearchConfig
+from morphnas.engine.pool import ProcessPool, ProgressFn, RayPool, WorkerPool
+from morphnas.engine.setup import make_trainer
+from morphnas.engine.trial import TrialOutcome, TrialSpec, run_trial
+from morphnas.trainer.datasets import ImageDataset
 from morphnas.trainer.trainer import Trainer
 
 
-class Executor(ABC):
-    """Runs trials away from the driver; ``submit`` returns at once with a future of the outcome."""
-
-    @abstractmethod
-    def submit(self, spec: TrialSpec) -> Future[TrialOutcome]:
-        """Start ``spec``; the future's result is its outcome (failures included, never an exception)."""
-
-    @abstractmethod
-    def shutdown(self) -> None:
-        """Release the worker (waiting for a running trial)."""
-
-
-class ThreadExecutor(Executor):
-    """Trials in one background thread sharing the driver's Trainer (PyTorch releases the GIL in its ops)."""
+class ThreadPool(WorkerPool):
+    """One trial at a time in a background thread of the driver, on the driver's Trainer."""
 
     def __init__(self, trainer: Trainer, progress: ProgressFn | None = None) -> None:
         self.trainer = trainer
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="morphnas-trial")
 
+    @property
+    def n_workers(self) -> int:
+        return 1
+
     def submit(self, spec: TrialSpec) -> Future[TrialOutcome]:
         return self._pool.submit(run_trial, spec, self.trainer, self.progress, "thread")
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def workers(self) -> dict[str, bool]:
+        return {"thread": True}
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        return
 
 
-_WORKER_TRAINER: Trainer | None = None
-_WORKER_PROGRESS: ProgressFn | None = None
+def threads_per_worker(config: SearchConfig) -> int:
+    """Intra-op threads of each worker: as configured, else this machine's cores shared among the workers."""
+    if config.threads_per_trial is not None:
+        return config.threads_per_trial
+    if config.executor == "thread":
+        return 0  # leave PyTorch's default: the single trial has the machine
+    return max(1, (os.cpu_count() or 1) // config.workers)
 
 
-def _init_worker(make_trainer: Callable[[], Trainer], progress: ProgressFn | None) -> None:
-    global _WORKER_TRAINER, _WORKER_PROGRESS
-    _WORKER_TRAINER = make_trainer()
-    _WORKER_PROGRESS = progress
+def make_pool(config: SearchConfig, data: ImageDataset, progress: ProgressFn | None = None) -> WorkerPool:
+    """The configured executor with ``config.workers`` workers, each with its own Trainer on ``data``."""
+    config = config.with_threads(threads_per_worker(config))
+    if config.executor == "thread":
+        return ThreadPool(make_trainer(config, data), _locked(progress))
+    factory = functools.partial(make_trainer, config, data)  # pickled once per worker, with the data
+    if config.executor == "process":
+        return ProcessPool(config.workers, factory, run_trial, progress=progress)
+    return RayPool(config.workers, factory, run_trial, address=config.ray_address,
+                   num_cpus_per_trial=config.cpus_per_trial, num_gpus_per_trial=config.gpus_per_trial,
+                   progress=progress)
 
 
-def _run_in_worker(spec: TrialSpec) -> TrialOutcome:
-    assert _WORKER_TRAINER is not None, "worker not initialised"
-    return run_trial(spec, _WORKER_TRAINER, _WORKER_PROGRESS, f"process-{multiprocessing.current_process().pid}")
+def _locked(progress: ProgressFn | None) -> ProgressFn | None:
+    if progress is None:
+        return None
+    lock = threading.Lock()
 
+    def call(trial_id: int, record: object) -> None:
+        with lock:
+            progress(trial_id, record)
 
-class ProcessExecutor(Executor):
-    """Trials in one local worker process (spawned), which builds its Trainer with ``make_trainer()``.
-
-    ``make_trainer`` and ``progress`` must be picklable (module-level functions or ``functools.partial``).
-    """
-
-    def __init__(self, make_trainer: Callable[[], Trainer], progress: ProgressFn | None = None) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_worker,
-                                         initargs=(make_trainer, progress))
-
-    def submit(self, spec: TrialSpec) -> Future[TrialOutcome]:
-        return self._pool.submit(_run_in_worker, spec)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+    return call

@@ -1,37 +1,41 @@
-"""The search loop: a strategy proposes, an executor trains, the run directory remembers, TensorBoard shows.
+"""The search loop: a strategy proposes, N workers train, the run directory remembers, TensorBoard shows.
 
-The order of strategy calls is fixed, whatever the timing: the first trial is suggested, then while trial k
-trains the driver suggests trial k+1 (trial k pending), then observes trial k. Every event is committed to
-``trials.sqlite`` together with the strategy's state, so ``resume`` restarts from the last event, re-runs the
-trials that were suggested but not finished (same seeds, same weights), and goes on making the same choices
-an uninterrupted search would have made.
+Every event (a suggestion, an observation) is one SQLite transaction together with the strategy's full state,
+so ``resume`` restarts from the last event, re-runs the trials that were suggested but not finished (same
+seeds, same parent weights) and goes on. Two modes:
+
+- **asynchronous** (default): whenever a worker is free the strategy suggests (pending trials enter the GP as
+  fantasies), and the driver holds one more suggestion ready; results are observed as they arrive, in the
+  order of arrival, which is the record. With one worker this is the classic order: trial k+1 is chosen
+  while trial k trains, then k is observed — the same trial table for the same seed, whatever the timing.
+  With several workers the order of arrival depends on worker speed, so two runs may differ.
+- **synchronous** (``sync``): batches of N are suggested together and observed in suggestion order; a result
+  that arrives early is stored (model and outcome) until its turn, so nothing re-runs on resume. The trial
+  table then depends only on the seed and the worker settings, never on timing.
+
+A worker lost mid-trial (killed, out of memory, node gone) does not stop the others: its trial is retried
+once on another worker; lost twice, it is recorded as failed and treated as too big (the strategy's size cap
+drops below it). An exception or a NaN loss is the architecture's fault: failed, not retried.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import time
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
 from morphnas.engine.config import SearchConfig
-from morphnas.engine.executors import Executor, ProcessExecutor, ThreadExecutor
+from morphnas.engine.executors import make_pool
 from morphnas.engine.plugins import load_plugins, resolve
-from morphnas.engine.setup import (
-    build_strategy,
-    initial_architectures,
-    load_data,
-    make_trainer,
-    stored_config,
-    trial_seeds,
-)
+from morphnas.engine.pool import WorkerLost, WorkerPool
+from morphnas.engine.setup import build_strategy, initial_architectures, load_data, stored_config, trial_seeds
 from morphnas.engine.trial import TrialOutcome, TrialSpec
 from morphnas.graph.graph import Graph, GraphError
 from morphnas.graph.morphisms import Limits, Op
@@ -79,7 +83,7 @@ class Search:
         self.session_start = time.time()
         self.elapsed_before = max((t.extra.get("elapsed", 0.0) for t in self.trials.values()), default=0.0)
         self.logger = SearchLogger(run.tb_dir)
-        self._executor: Executor | None = None
+        self._pool: WorkerPool | None = None
         self.exhausted = ""  # why the strategy can propose nothing more (StrategyExhausted), once it says so
 
     # ------------------------------------------------------------------ budget
@@ -93,17 +97,13 @@ class Search:
     def _time_left(self) -> bool:
         return self.config.time_budget is None or self.elapsed() < self.config.time_budget
 
-    # ------------------------------------------------------------------ executor
-    def _make_executor(self) -> Executor:
-        if self.config.executor == "process":
-            return ProcessExecutor(functools.partial(make_trainer, self.config, self.data), self.progress)
-        return ThreadExecutor(make_trainer(self.config, self.data), self.progress)
-
+    # ------------------------------------------------------------------ workers
     @property
-    def executor(self) -> Executor:
-        if self._executor is None:
-            self._executor = self._make_executor()
-        return self._executor
+    def pool(self) -> WorkerPool:
+        """The workers (started on first use): the configured executor with ``config.workers`` workers."""
+        if self._pool is None:
+            self._pool = make_pool(self.config, self.data, self.progress)
+        return self._pool
 
     # ------------------------------------------------------------------ events
     def _suggest(self, trial_id: int) -> TrialRecord | None:
@@ -139,16 +139,24 @@ class Search:
                          init_seed, train_seed, parent_model, {} if limits is None else vars(limits).copy(),
                          record.description)
 
+    def _store_model(self, record: TrialRecord, outcome: TrialOutcome) -> TrialOutcome:
+        """Write a successful trial's model into the run (the driver's job, not the trial's); an outcome whose
+        model cannot be stored becomes a failure."""
+        ok = outcome.status.has_metric and outcome.metric is not None and math.isfinite(outcome.metric)
+        if not ok or (outcome.model is None and self.run_dir.model_dir(record.id).is_dir()):
+            return outcome
+        try:
+            if outcome.model is None:
+                raise GraphError("the trial reported a metric but returned no model")
+            self.run_dir.save_model_bytes(record.id, outcome.model)
+        except GraphError as exc:
+            return replace(outcome, status=TrialStatus.FAILED, reason=f"its trained model could not be stored: {exc}")
+        return replace(outcome, model=None)
+
     def _observe(self, record: TrialRecord, outcome: TrialOutcome) -> None:
+        outcome = self._store_model(record, outcome)
         ok = outcome.status.has_metric and outcome.metric is not None and math.isfinite(outcome.metric)
         reason = outcome.reason
-        if ok:  # the driver, not the trial, writes the trained model into the run directory
-            try:
-                if outcome.model is None:
-                    raise GraphError("the trial reported a metric but returned no model")
-                self.run_dir.save_model_bytes(record.id, outcome.model)
-            except GraphError as exc:
-                ok, reason = False, f"its trained model could not be stored: {exc}"
         record.status = outcome.status if ok else TrialStatus.FAILED
         record.reason = "" if ok else reason
         record.metric, record.loss, record.best_epoch = outcome.metric, outcome.loss, outcome.best_epoch
@@ -156,13 +164,15 @@ class Search:
         record.train_seconds = outcome.train_seconds
         record.finished_at = time.time()
         record.started_at = outcome.started_at or record.finished_at - outcome.seconds
+        record.extra = {k: v for k, v in record.extra.items() if k != "outcome"}  # held result (sync): now observed
         record.extra = {**record.extra, "elapsed": self.elapsed(), "initial_metric": outcome.initial_metric,
                         "stopped_by": outcome.stopped_by, "seconds": outcome.seconds, "worker": outcome.worker}
-        if reason.startswith("oom") and outcome.n_params:
+        if reason.startswith(("oom", "lost")) and outcome.n_params:
             limits = self.strategy.limits or Limits()
             cap = min(limits.max_params, outcome.n_params - 1)
             self.strategy.limits = replace(limits, max_params=cap)
-            self.progress.say(f"trial {record.id} ran out of memory: children are capped at {cap:,} parameters")
+            self.progress.say(f"trial {record.id} ran out of memory or lost its worker twice: children are capped "
+                              f"at {cap:,} parameters")
         architecture = Graph.from_dict(record.extra["architecture"])
         self.strategy.observe(Observation(record.id, architecture, record.metric if ok else None,
                                           record.status))
@@ -194,7 +204,8 @@ class Search:
         return {"strategy": record.strategy, "parent": -1 if record.parent is None else record.parent,
                 "op": ",".join(op.name for op in ops) or "initial", "depth": architecture.depth(),
                 "width": architecture.max_width(), "parameters": architecture.n_params(),
-                "skips": architecture.n_skips(), "layers": architecture.n_layers(), "status": record.status}
+                "skips": architecture.n_skips(), "layers": architecture.n_layers(), "status": str(record.status),
+                "worker": str(record.extra.get("worker", ""))}
 
     def best(self) -> TrialRecord | None:
         """The best finished trial so far (``storage.rundir.best_trial``)."""
@@ -202,51 +213,121 @@ class Search:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrialRecord | None:
-        """Train trials until the trial or time budget is spent; returns the best trial."""
-        queue = [t for t in sorted(self.trials.values(), key=lambda t: t.id) if not t.finished]
-        next_id = max(self.trials, default=-1) + 1
-        if queue:
-            self.progress.say(f"resuming: re-running unfinished trial(s) {[t.id for t in queue]}")
+        """Train trials until the trial or time budget is spent (or the strategy is exhausted); returns the best."""
+        unfinished = [t for t in sorted(self.trials.values(), key=lambda t: t.id) if not t.finished]
+        if unfinished:
+            self.progress.say(f"resuming: re-running unfinished trial(s) {[t.id for t in unfinished]}")
+        self._next_id = max(self.trials, default=-1) + 1
+        self._running: dict[int, tuple[TrialRecord, Future[TrialOutcome]]] = {}
         try:
-            while True:
-                if not queue:
-                    record = self._suggest(next_id)
-                    if record is None:
-                        if self.exhausted:
-                            self.progress.say(f"the {self.config.strategy} strategy has nothing left to propose "
-                                              f"({self.exhausted}): stopping")
-                        break
-                    next_id += 1
-                    queue.append(record)
-                current = queue.pop(0)
-                if not self._time_left():
-                    break
-                self.progress.say(f"trial {current.id}: {current.description} — {current.n_params:,} parameters")
-                future = self.executor.submit(self._spec(current))
-                if not queue:  # choose the next architecture while this one trains
-                    record = self._suggest(next_id)
-                    if record is not None:
-                        next_id += 1
-                        queue.append(record)
-                self._observe(current, self._result(current, future))
-        finally:
-            self.close()
+            if self.config.sync:
+                self._run_sync(unfinished)
+            else:
+                self._run_async(deque(unfinished))
+        except BaseException:
+            self.close(wait=False)
+            raise
+        self.close()
+        if self.exhausted:
+            self.progress.say(f"the {self.config.strategy} strategy has nothing left to propose ({self.exhausted}): "
+                              "stopped")
         return self.best()
 
-    def _result(self, record: TrialRecord, future: Future[TrialOutcome]) -> TrialOutcome:
+    def _next_suggestion(self) -> TrialRecord | None:
+        record = self._suggest(self._next_id)
+        if record is not None:
+            self._next_id += 1
+        return record
+
+    def _run_async(self, ready: deque[TrialRecord]) -> None:
+        """Observe results as they arrive; keep every worker busy and one suggestion ready."""
+        n = self.config.workers
+        while True:
+            while len(self._running) < n and self._time_left():
+                record = ready.popleft() if ready else self._next_suggestion()
+                if record is None:
+                    break
+                self._submit(record)
+            if not ready and len(self._running) == n:  # choose the next architecture while these train
+                record = self._next_suggestion()
+                if record is not None:
+                    ready.append(record)
+            if not self._running:
+                return
+            done, _ = wait([f for _, f in self._running.values()], return_when=FIRST_COMPLETED)
+            for trial_id in sorted(tid for tid, (_, f) in self._running.items() if f in done):
+                record, future = self._running.pop(trial_id)
+                outcome = self._collect(record, future)
+                if outcome is not None:
+                    self._observe(record, outcome)
+
+    def _run_sync(self, unfinished: list[TrialRecord]) -> None:
+        """Batches of N suggested together, observed in suggestion order; early results wait, stored."""
+        batch = unfinished
+        while True:
+            if not batch and self._time_left():
+                for _ in range(self.config.workers):
+                    record = self._next_suggestion()
+                    if record is None:
+                        break
+                    batch.append(record)
+            if not batch:
+                return
+            results: dict[int, TrialOutcome] = {}
+            for record in batch:
+                stored = record.extra.get("outcome")
+                if stored is not None:  # finished before the driver stopped, not yet observed: no re-run
+                    results[record.id] = TrialOutcome(**stored)
+                elif self._time_left():
+                    self._submit(record)
+            for record in batch:
+                while record.id not in results and record.id in self._running:
+                    done, _ = wait([f for _, f in self._running.values()], return_when=FIRST_COMPLETED)
+                    for trial_id in sorted(tid for tid, (_, f) in self._running.items() if f in done):
+                        early, future = self._running.pop(trial_id)
+                        outcome = self._collect(early, future)
+                        if outcome is not None:
+                            results[trial_id] = self._hold(early, outcome)
+                if record.id not in results:  # the budget ran out before it could start
+                    return
+                self._observe(record, results.pop(record.id))
+            batch = []
+
+    def _hold(self, record: TrialRecord, outcome: TrialOutcome) -> TrialOutcome:
+        """Store a result that must wait for its turn (sync mode): its model, and its outcome in the trial row."""
+        outcome = self._store_model(record, outcome)
+        record.extra = {**record.extra, "outcome": {k: v for k, v in asdict(outcome).items() if k != "model"}}
+        self.run_dir.put_trial(record)
+        return outcome
+
+    def _submit(self, record: TrialRecord) -> None:
+        if record.id not in self._running:
+            self.progress.say(f"trial {record.id}: {record.description} — {record.n_params:,} parameters")
+        self._running[record.id] = (record, self.pool.submit(self._spec(record)))
+
+    def _collect(self, record: TrialRecord, future: Future[TrialOutcome]) -> TrialOutcome | None:
+        """The outcome of a finished future; None when the trial's worker was lost and the trial was resubmitted."""
         try:
             return future.result()
-        except BrokenProcessPool as exc:  # the worker died (e.g. killed by the OS for memory)
-            self._executor = None
-            return TrialOutcome(record.id, TrialStatus.FAILED, reason=f"oom: worker process died ({exc})",
-                                n_params=record.n_params)
+        except WorkerLost as exc:
+            lost = int(record.extra.get("lost", 0)) + 1
+            record.extra = {**record.extra, "lost": lost}
+            if lost < 2:
+                self.progress.say(f"trial {record.id}: {exc}; retrying it on another worker")
+                record.status = TrialStatus.LOST
+                self.run_dir.put_trial(record)
+                self._submit(record)
+                return None
+            return TrialOutcome(record.id, TrialStatus.FAILED, n_params=record.n_params,
+                                reason=f"lost: its worker died twice ({exc}); treated as too big")
         except Exception as exc:  # run_trial catches everything; this is a last resort
             return TrialOutcome(record.id, TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers (waiting for running trials unless ``wait`` is False) and flush TensorBoard."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait)
+            self._pool = None
         self.logger.close()
 
 

@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 import numpy as np
+import torch
 
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.plugins import load_plugins
@@ -41,6 +42,8 @@ def make_trainer(config: SearchConfig, data: ImageDataset) -> Trainer:
     """A Trainer on the search's training split minus its seeded validation split (module-level: picklable,
     so a worker process builds the same trainer as the driver)."""
     load_plugins(config.plugins)  # a worker process imports the user's plugins before anything else
+    if config.threads_per_trial:
+        torch.set_num_threads(config.threads_per_trial)
     return Trainer.from_dataset(data, train_config(config), val_fraction=config.val_fraction, seed=config.seed,
                                 device=config.device)
 
