@@ -22,6 +22,7 @@ from morphnas.engine.config import SearchConfig
 from morphnas.engine.export import export as export_run
 from morphnas.engine.loop import Progress, create_search, open_search
 from morphnas.engine.results import classifier, compare, final_evaluation, report, retrain_final
+from morphnas.engine.setup import stored_config
 from morphnas.graph.graph import Graph
 from morphnas.storage.rundir import RunDir, TrialRecord
 from morphnas.trainer.datasets import ImageDataset, as_images, from_arrays
@@ -49,6 +50,7 @@ class Run:
     def model(self, trial: int | None = None) -> Graph:
         """The trained graph of ``trial`` (default: the best)."""
         with _opened(self.path) as run:
+            stored_config(run)  # imports the run's plugins (e.g. a layer kind) before the graph is read
             record = self.best if trial is None else run.trial(trial)
             if record is None:
                 raise ValueError(f"{self.path} has no finished trial")

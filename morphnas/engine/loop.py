@@ -83,6 +83,9 @@ class Search:
         self.session_start = time.time()
         self.elapsed_before = max((t.extra.get("elapsed", 0.0) for t in self.trials.values()), default=0.0)
         self.logger = SearchLogger(run.tb_dir)
+        best = self.best()  # a kill between a trial's row and best.json leaves the pointer behind: mend it
+        if best is not None and (run.best() or {}).get("trial") != best.id:
+            run.set_best(best)
         self._pool: WorkerPool | None = None
         self.exhausted = ""  # why the strategy can propose nothing more (StrategyExhausted), once it says so
 
@@ -114,6 +117,7 @@ class Search:
         except StrategyExhausted as exc:
             self.exhausted = str(exc)
             return None
+        self.exhausted = ""
         if s is None:
             return None
         ops = [op.to_dict() for op in s.ops]
@@ -338,6 +342,10 @@ def open_search(path: str | Path, overrides: dict[str, Any] | None = None,
     run = RunDir.open(path)
     config = stored_config(run)
     if overrides:
+        overrides = dict(overrides)
+        if "plugins" in overrides:
+            overrides["plugins"] = resolve(overrides["plugins"])
+            load_plugins(overrides["plugins"])
         config = SearchConfig.from_dict({**config.to_dict(), **overrides})
         run.write_config({**run.config, **config.to_dict(), "resumed": time.time()})
     return Search(config, run, progress=progress)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from morphnas.engine.setup import load_data, stored_config, train_config, trial_seeds
+from morphnas.fileio import atomic_write
 from morphnas.graph.graph import Graph
 from morphnas.status import TrialStatus
 from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
@@ -53,6 +54,7 @@ class Standardize(nn.Module):
 
 def classifier(run: RunDir, trial: int | None = None, final: bool = False) -> nn.Module:
     """The chosen model as one eval-mode module on raw images: normalisation + network."""
+    stored_config(run)  # imports the run's plugins (a layer kind, say) before a model is built
     norm = run.normalization()
     graph = run.load_final_model() if final else run.load_model(pick_trial(run, trial).id)
     return nn.Sequential(Standardize(norm["mean"], norm["std"]), graph.to_module()).eval()
@@ -153,6 +155,7 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
     """Leaderboard, best trial, trajectory (and ``trajectory.png``), overhead, and the final test if any."""
     run = RunDir.open(path)
     try:
+        stored_config(run)  # imports the run's plugins
         trials = run.trials()
         finished = [t for t in trials if t.finished]
         ok = sorted((t for t in finished if t.has_metric), key=lambda t: (-(t.metric or 0.0), t.id))
@@ -178,7 +181,7 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
         if final is not None:
             out["final"] = final
         if plot and out["trajectory"]:
-            out["plot"] = str(plot_trajectories({str(run.path): out["trajectory"]}, run.path / "trajectory.png"))
+            out["plot"] = str(plot_trajectories({str(run.path): out["trajectory"]}, run.trajectory_plot))
         return out
     finally:
         run.close()
@@ -235,7 +238,7 @@ def plot_trajectories(trajectories: dict[str, list[dict[str, float]]], path: Pat
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path
 

@@ -11,6 +11,7 @@ run/
   normalization.json input normalisation, input shape and class names (exports need no data)
   data.npz           a copy of the arrays given through the Python API (so ``resume`` finds them)
   final.json         the final retrain's single test evaluation
+  trajectory.png     best-so-far plot drawn by ``morphnas report``
 ```
 
 This module owns that layout: no other module builds a path inside a run directory. Every write is atomic
@@ -386,6 +387,11 @@ class RunDir:
         """Replace config.json (e.g. to record a resume) atomically."""
         self.config = config
         atomic_write(self.path / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+
+    @property
+    def trajectory_plot(self) -> Path:
+        """Where ``morphnas report`` draws the best-so-far trajectory (``trajectory.png``)."""
+        return self.path / "trajectory.png"
 
     @property
     def tb_dir(self) -> Path:

@@ -27,7 +27,7 @@ def trial_dir(tb_dir: str | Path, trial_id: int) -> Path:
 
 
 class TrialLogger:
-    """Epoch curves of one trial, written by whoever trains it (driver thread or worker process)."""
+    """Epoch curves of one trial, written by the driver from the history the trial's outcome carries."""
 
     def __init__(self, tb_dir: str | Path, trial_id: int) -> None:
         # purge_step=1: a trial re-run after a resume replaces the curves of its interrupted attempt

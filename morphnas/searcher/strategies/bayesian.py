@@ -39,12 +39,12 @@ REFITS = ("doubling", "cold", "warm")
 
 
 def _accepts(factory: Any, name: str) -> bool:
-    """Whether ``factory`` takes a keyword argument ``name`` (explicitly or through ``**kwargs``)."""
+    """Whether ``factory`` names a parameter ``name`` (not merely ``**kwargs``, which GPyTorch's kernels pass on
+    and silently drop)."""
     try:
-        params = inspect.signature(factory).parameters
+        return name in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 class BayesianSearch(Strategy):
