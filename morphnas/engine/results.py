@@ -151,6 +151,27 @@ def _trajectory(trials: list[TrialRecord]) -> list[dict[str, float]]:
     return points
 
 
+def busy_seconds(trials: list[TrialRecord]) -> float:
+    """Wall-clock seconds in which at least one worker was running a trial (the union of the trials' intervals,
+    so that N trials at once count once)."""
+    spans = sorted((t.started_at, t.started_at + float(t.extra.get("seconds", 0.0)))
+                   for t in trials if t.finished and t.started_at)
+    busy, cur_start, cur_end = 0.0, None, None
+    for start, end in spans:
+        if cur_end is None or start > cur_end:
+            busy += 0.0 if cur_end is None else cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    return busy + (0.0 if cur_end is None else cur_end - cur_start)
+
+
+def _offset(when: float | None, trials: list[TrialRecord]) -> float | None:
+    """Seconds from the search's first suggestion to ``when`` (when a trial started, on its worker)."""
+    first = min((t.suggested_at for t in trials if t.suggested_at), default=None)
+    return None if when is None or first is None else max(0.0, when - first)
+
+
 def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
     """Leaderboard, best trial, trajectory (and ``trajectory.png``), overhead, and the final test if any."""
     run = RunDir.open(path)
@@ -161,16 +182,19 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
         ok = sorted((t for t in finished if t.has_metric), key=lambda t: (-(t.metric or 0.0), t.id))
         elapsed = max((float(t.extra.get("elapsed", 0.0)) for t in finished), default=0.0)
         train = sum(t.train_seconds for t in finished)
+        busy = busy_seconds(finished)
         out: dict[str, Any] = {
             "run": str(run.path), "strategy": run.config.get("strategy"), "dataset": run.config.get("dataset"),
             "seed": run.config.get("seed"), "trials": len(trials), "finished": len(finished),
             "failed": sum(t.status == TrialStatus.FAILED for t in finished), "elapsed_seconds": elapsed,
-            "training_seconds": train, "overhead_share": (1 - train / elapsed) if elapsed > 0 else None,
+            "training_seconds": train, "busy_seconds": busy,
+            "overhead_share": min(1.0, max(0.0, 1 - busy / elapsed)) if elapsed > 0 else None,
             "best": None,
             "leaderboard": [{"trial": t.id, "metric": t.metric, "initial_metric": t.extra.get("initial_metric"),
                              "parent": t.parent, "ops": t.description, "parameters": t.n_params, "depth": t.depth,
                              "width": t.width, "skips": t.skips, "epochs": t.epochs,
-                             "seconds": t.extra.get("seconds")} for t in ok],
+                             "seconds": t.extra.get("seconds"), "worker": t.extra.get("worker", ""),
+                             "started": _offset(t.started_at, trials)} for t in ok],
             "failures": [{"trial": t.id, "reason": (t.reason or "").strip().splitlines()[-1:]} for t in finished
                          if t.status == TrialStatus.FAILED],
             "trajectory": _trajectory(trials),
@@ -192,14 +216,20 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
     lines = [f"run {rep['run']}: strategy {rep['strategy']}, dataset {rep['dataset']}, seed {rep['seed']}",
              f"{rep['finished']} trials finished ({rep['failed']} failed) in {rep['elapsed_seconds']:.0f} s, "
              f"{rep['training_seconds']:.0f} s of it training"
-             + (f" (loop overhead {rep['overhead_share']:.1%})" if rep["overhead_share"] is not None else "")]
+             + (f" (no worker training {rep['overhead_share']:.1%} of the time)"
+                if rep["overhead_share"] is not None else "")]
     if rep["leaderboard"]:
-        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'depth':>5} {'skips':>5}  ops")
+        parallel = len({row.get("worker") for row in rep["leaderboard"]}) > 1
+        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'depth':>5} {'skips':>5}"
+                     + (f" {'worker':>10} {'at (s)':>7}" if parallel else "") + "  ops")
         for row in rep["leaderboard"][:top]:
             start = row["initial_metric"]
+            at = row.get("started")
             lines.append(f"{row['trial']:>5} {row['metric']:>8.2%} "
                          f"{(f'{start:.1%}' if start is not None else '-'):>7} {row['parameters']:>10,} "
-                         f"{row['depth']:>5} {row['skips']:>5}  {row['ops']}")
+                         f"{row['depth']:>5} {row['skips']:>5}"
+                         + (f" {row.get('worker', '')!s:>10} {(f'{at:.0f}' if at is not None else '-'):>7}"
+                            if parallel else "") + f"  {row['ops']}")
         best = rep["best"]
         lines.append(f"best: trial {best['trial']} ({best['metric']:.2%}), model in {best['model']}")
     for f in rep["failures"]:

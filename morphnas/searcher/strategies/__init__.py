@@ -1,6 +1,7 @@
 """Search strategies behind one interface (``suggest`` / ``observe``), selectable by name.
 
-``bayesian`` (the method), ``bo-scratch`` (BO without weight inheritance), ``random`` (random architectures
+``bayesian`` (the method, BO in a trust region of morphisms), ``autokeras`` (the paper's configuration: UCB and
+tree annealing), ``bo-scratch`` (the paper's BO without weight inheritance), ``random`` (random architectures
 from the generators, from scratch), ``random-walk``, ``hill-climbing`` (NASH), ``evolution`` (aging
 evolution) and ``bfs`` (morphism tree without BO). ``register_strategy`` adds one: a ``Strategy`` subclass or
 any factory ``(initial, seed=..., **options) -> Strategy``.
@@ -15,12 +16,14 @@ from morphnas.graph.graph import Graph
 from morphnas.searcher.registry import Registry
 from morphnas.searcher.strategies.base import Observation, Strategy, StrategyExhausted, Suggestion
 from morphnas.searcher.strategies.baselines import BreadthFirst, HillClimbing, RandomWalk
-from morphnas.searcher.strategies.bayesian import BayesianSearch, BOScratch
+from morphnas.searcher.strategies.bayesian import AutoKerasSearch, BOScratch, GPStrategy
 from morphnas.searcher.strategies.evolution import AgingEvolution
 from morphnas.searcher.strategies.random_search import ArchitectureSampler, RandomSearch
+from morphnas.searcher.strategies.trust_region import BayesianSearch
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
-for _cls in (BayesianSearch, BOScratch, RandomSearch, RandomWalk, HillClimbing, AgingEvolution, BreadthFirst):
+for _cls in (BayesianSearch, AutoKerasSearch, BOScratch, RandomSearch, RandomWalk, HillClimbing, AgingEvolution,
+             BreadthFirst):
     STRATEGIES.register(_cls.name, _cls)
 
 
@@ -41,9 +44,11 @@ __all__ = [
     "STRATEGIES",
     "AgingEvolution",
     "ArchitectureSampler",
+    "AutoKerasSearch",
     "BOScratch",
     "BayesianSearch",
     "BreadthFirst",
+    "GPStrategy",
     "HillClimbing",
     "Observation",
     "RandomSearch",

@@ -1,10 +1,18 @@
-"""The method: Bayesian optimization over network morphisms (Auto-Keras), and its ``bo-scratch`` ablation.
+"""Bayesian optimization over network morphisms: a GP on the edit-distance kernel chooses which child of a
+trained model to train next. Three strategies share the GP machinery (``GPStrategy``):
 
-Each suggestion fits the GP (edit-distance kernel) to the successful trials, conditions it on a fantasy value
-for every pending trial (``believer``: the posterior mean, the kriging believer; ``liar-min`` / ``liar-mean`` /
-``liar-max``: a constant liar), and runs the tree-structured annealing from the trained models to find the
-child with the best acquisition. The winner is returned as (trained parent, ops), to be trained from the
-parent's weights; ``bo-scratch`` makes the same choices but trains each one from scratch.
+- ``autokeras``: the paper's method as published and as morphnas first implemented it: UCB (beta = 2.576) and
+  the tree-structured simulated annealing over morphisms (``TreeAnnealer``, the paper's constants) as the
+  acquisition optimizer. Kept under its own name for replication.
+- ``bo-scratch``: the paper's ablation: ``autokeras``'s choices, each trained from scratch.
+- ``bayesian`` (the default): BO confined to a trust region around the incumbents (``trust_region.py``):
+  a pool of candidates a few morphisms from the best models, scored by EI under the GP; the region's radius
+  (in morphism steps) doubles after successes and halves after failures. See that module for why.
+
+Each suggestion fits the GP to the successful trials, conditions it on a fantasy value for every pending trial
+(``believer``: the posterior mean, the kriging believer; ``liar-min`` / ``liar-mean`` / ``liar-max``: a
+constant liar), so trials in flight together differ, then optimizes the acquisition. The winner is returned as
+(trained parent, ops), to be trained from the parent's weights.
 
 ``refit`` says when the GP's hyperparameters are fitted from their defaults (cold) rather than from the
 previous fit's optimum (warm, a few L-BFGS steps): ``doubling`` (default) fits cold while the data is small
@@ -12,7 +20,7 @@ previous fit's optimum (warm, a few L-BFGS steps): ``doubling`` (default) fits c
 bounded at hundreds of observations; ``cold`` always; ``warm`` only the first time. The warm start and the last
 cold size are in the state, so a resumed search fits exactly as an uninterrupted one.
 
-Failed trials are never re-suggested and never enter the GP. When the annealing finds no unseen child (a
+Failed trials are never re-suggested and never enter the GP. When the optimizer finds no unseen child (a
 tiny space, or all children pending), a random unseen mutation of the best model is suggested instead and
 the suggestion's ``info`` says so.
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,24 +55,22 @@ def _accepts(factory: Any, name: str) -> bool:
         return False
 
 
-class BayesianSearch(Strategy):
-    """GP + acquisition + tree annealing over morphisms; weights inherited from the parent.
+class GPStrategy(Strategy):
+    """The GP machinery of the Bayesian strategies: cache, fit with fantasies, refit policy, state.
 
     ``kernel`` / ``acquisition``: registered names (options in the ``*_options`` dicts); ``lam``: weight of
     the skip term of the edit distance; ``fantasy``: how pending trials enter the GP; ``refit`` and
-    ``cold_fits_until``: when hyperparameters are fitted cold (module doc; both settable between suggestions);
-    ``annealing``: options of ``TreeAnnealer`` (``t_start``, ``cooling``, ``t_min``, ``n_children``,
-    ``n_attempts``, ``time_limit``).
+    ``cold_fits_until``: when hyperparameters are fitted cold (module doc; both settable between suggestions).
+    Subclasses implement ``propose`` with ``fit_gp`` and ``scorer``.
     """
 
-    name = "bayesian"
     inherit_weights = True
 
     def __init__(self, initial: Sequence[Graph], seed: int = 0, limits: Limits | None = None,
                  noise: float = DEFAULT_NOISE, kernel: str = "bourgain", kernel_options: dict[str, Any] | None = None,
                  acquisition: str = "ucb", acquisition_options: dict[str, Any] | None = None, lam: float = 1.0,
-                 fantasy: str = "believer", fit_steps: int = 30, annealing: dict[str, Any] | None = None,
-                 refit: str = "doubling", cold_fits_until: int = 64) -> None:
+                 fantasy: str = "believer", fit_steps: int = 30, refit: str = "doubling",
+                 cold_fits_until: int = 64) -> None:
         if fantasy not in FANTASIES:
             raise ValueError(f"unknown fantasy {fantasy!r}; valid names: {', '.join(FANTASIES)}")
         self.refit = refit
@@ -79,9 +85,6 @@ class BayesianSearch(Strategy):
         self.lam = float(lam)
         self.fantasy = fantasy
         self.fit_steps = int(fit_steps)
-        self.annealing = dict(annealing or {})
-        TreeAnnealer(**self.annealing)  # fail early on bad options
-
         KERNELS.get(kernel)  # fail early on an unknown kernel name
         super().__init__(initial, seed, limits, noise)
 
@@ -132,7 +135,7 @@ class BayesianSearch(Strategy):
             return False
         return n <= self.cold_fits_until or n >= 2 * self._last_cold
 
-    def _fit(self) -> tuple[ArchitectureGP, float, bool]:
+    def fit_gp(self) -> tuple[ArchitectureGP, float, bool]:
         """The GP on the trained models plus a fantasy per pending trial, the best metric, and whether the
         hyperparameters were fitted cold."""
         trained = self.trained
@@ -154,36 +157,24 @@ class BayesianSearch(Strategy):
             gp.fit(np.concatenate([idx, pending]), np.concatenate([y, fantasy]), optimize=False)
         return gp, float(y.max()), cold
 
-    def propose(self, trial_id: int) -> Suggestion | None:
-        trained = self.trained
-        if not trained:
-            return None
-        rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
-        start = time.perf_counter()
-        gp, best, cold = self._fit()
-        fit_seconds = time.perf_counter() - start
-        self.gp = gp
+    def scorer(self, gp: ArchitectureGP, best: float, rng: np.random.Generator
+               ) -> Callable[[np.ndarray], tuple[np.ndarray, Posterior]]:
+        """``score(cache indices) -> (acquisition values, posterior)`` under ``gp`` with incumbent ``best``."""
         acquisition = self.acquisition
 
         def score(indices: np.ndarray) -> tuple[np.ndarray, Posterior]:
             post = gp.posterior(indices, full_cov=acquisition.needs_covariance)
             return np.asarray(acquisition(post, best, rng), dtype=np.float64), post
 
-        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id]) for o in trained]
-        annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
-        proposal = annealer.optimize(self.cache, roots, score, rng)
-        self.last_stats = {} if proposal is None else dict(proposal.stats)
-        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters), "cold_fit": cold,
-                                "seconds": {"gp_fit": fit_seconds, "total": time.perf_counter() - start}}
-        if proposal is None:
-            fallback = self.mutate(self.best() or trained[0], rng, reason="fallback: annealing found no unseen child")
-            if fallback is None:
-                return None
-            return Suggestion(fallback.architecture, fallback.parent, fallback.ops, self.inherit_weights,
-                              {**info, **fallback.info})
-        info.update(reason="acquisition", acquisition=proposal.score, mean=proposal.mean, std=proposal.std,
-                    annealing=dict(proposal.stats))
-        return Suggestion(proposal.graph, proposal.parent, proposal.ops, self.inherit_weights, info)
+        return score
+
+    def fallback(self, rng: np.random.Generator, info: dict[str, Any], why: str) -> Suggestion | None:
+        """A random unseen mutation of the best model, when the acquisition optimizer found nothing."""
+        trained = self.trained
+        found = self.mutate(self.best() or trained[0], rng, reason=f"fallback: {why}")
+        if found is None:
+            return None
+        return Suggestion(found.architecture, found.parent, found.ops, self.inherit_weights, {**info, **found.info})
 
     def extra_state(self) -> dict[str, Any]:
         return {"warm": self._warm, "last_cold": self._last_cold}
@@ -193,7 +184,44 @@ class BayesianSearch(Strategy):
         self._last_cold = int(extra.get("last_cold", 0))
 
 
-class BOScratch(BayesianSearch):
+class AutoKerasSearch(GPStrategy):
+    """The paper's configuration: UCB (beta = 2.576) optimized by the tree-structured annealing over morphisms.
+
+    ``annealing``: options of ``TreeAnnealer`` (``t_start``, ``cooling``, ``t_min``, ``n_children``,
+    ``n_attempts``, ``max_ops``, ``scale``, ``time_limit``); the defaults are the paper's constants.
+    """
+
+    name = "autokeras"
+
+    def __init__(self, initial: Sequence[Graph], seed: int = 0, annealing: dict[str, Any] | None = None,
+                 **options: Any) -> None:
+        self.annealing = dict(annealing or {})
+        TreeAnnealer(**self.annealing)  # fail early on bad options
+        super().__init__(initial, seed, **options)
+
+    def propose(self, trial_id: int) -> Suggestion | None:
+        trained = self.trained
+        if not trained:
+            return None
+        rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
+        start = time.perf_counter()
+        gp, best, cold = self.fit_gp()
+        fit_seconds = time.perf_counter() - start
+        self.gp = gp
+        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id]) for o in trained]
+        annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
+        proposal = annealer.optimize(self.cache, roots, self.scorer(gp, best, rng), rng)
+        self.last_stats = {} if proposal is None else dict(proposal.stats)
+        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters), "cold_fit": cold,
+                                "seconds": {"gp_fit": fit_seconds, "total": time.perf_counter() - start}}
+        if proposal is None:
+            return self.fallback(rng, info, "annealing found no unseen child")
+        info.update(reason="acquisition", acquisition=proposal.score, mean=proposal.mean, std=proposal.std,
+                    annealing=dict(proposal.stats))
+        return Suggestion(proposal.graph, proposal.parent, proposal.ops, self.inherit_weights, info)
+
+
+class BOScratch(AutoKerasSearch):
     """The paper's ablation: the same Bayesian choices, each architecture trained from scratch."""
 
     name = "bo-scratch"
