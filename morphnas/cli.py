@@ -1,4 +1,4 @@
-"""The command line: ``morphnas search | resume | report | final | export | compare``.
+"""The command line: ``morphnas search | resume | report | final | export | compare | benchmark run|report``.
 
 ``morphnas search`` with no arguments runs a short demo search on the demo data shipped in the package.
 """
@@ -155,6 +155,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark_run(args: argparse.Namespace) -> int:
+    from morphnas.engine.suites import run_suite
+
+    run_suite(args.suite, args.out, parallel_cells=args.parallel_cells, scale=args.scale, verbose=args.verbose)
+    if not args.no_report:
+        from morphnas.engine.suite_report import build_report
+
+        build_report(args.out)
+        print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def cmd_benchmark_report(args: argparse.Namespace) -> int:
+    from morphnas.engine.suite_report import build_report
+
+    rep = build_report(args.dir, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps(rep, indent=1, default=float))
+    else:
+        print((Path(args.dir) / "report.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="morphnas", description="Neural architecture search by network "
                                      "morphism guided by Bayesian optimization.")
@@ -194,6 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write the best-so-far curves to this PNG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("benchmark", help="benchmark suites: strategies × seeds × tasks at equal budgets, with stats")
+    bsub = p.add_subparsers(dest="benchmark_command", metavar="run|report", required=True)
+    b = bsub.add_parser("run", help="run (or resume) every cell of a suite file into DIR, then write its report")
+    b.add_argument("suite", help="suite TOML file (see experiments/*.toml)")
+    b.add_argument("--out", required=True, help="suite directory; the same command again resumes it")
+    b.add_argument("--parallel-cells", type=int, default=1, help="cells at once, as local processes each pinned to "
+                                                                  "its share of the cores (default 1)")
+    b.add_argument("--scale", type=float, default=1.0, help="multiply every budget by this (e.g. 0.1)")
+    b.add_argument("--verbose", action="store_true", help="print every trial and epoch")
+    b.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    b.set_defaults(func=cmd_benchmark_run)
+    b = bsub.add_parser("report", help="write DIR/report.md, report.json and figures of a suite directory")
+    b.add_argument("dir")
+    b.add_argument("--json", action="store_true", help="print report.json instead of report.md")
+    b.add_argument("--no-plot", action="store_true")
+    b.set_defaults(func=cmd_benchmark_report)
     return parser
 
 

@@ -32,6 +32,7 @@ class SearchConfig:
     generator_args: dict[str, Any] = field(default_factory=dict)
     max_trials: int | None = 5
     time_budget: float | None = None  # seconds of wall-clock for the whole search
+    epoch_budget: int | None = None  # training epochs of all finished trials together (stop suggesting at it)
     max_epochs: int = 3
     patience: int | None = 3
     batch_size: int = 128
@@ -58,6 +59,8 @@ class SearchConfig:
     out: str | None = None
     quiet: bool = False
     plugins: list[str] = field(default_factory=list)  # modules or .py files imported before anything is built
+    objective: str | None = None  # a registered synthetic objective scores trials instead of training (no data)
+    objective_options: dict[str, Any] = field(default_factory=dict)  # passed to the objective's factory
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,8 +72,11 @@ class SearchConfig:
         if self.time_budget is not None and not (isinstance(self.time_budget, int | float)
                                                  and math.isfinite(self.time_budget) and self.time_budget > 0):
             raise ValueError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}")
-        if self.max_trials is None and self.time_budget is None:
-            raise ValueError("a search needs a budget: set max_trials, time_budget, or both")
+        if self.epoch_budget is not None and (not isinstance(self.epoch_budget, int)
+                                              or isinstance(self.epoch_budget, bool) or self.epoch_budget < 1):
+            raise ValueError(f"epoch_budget must be a positive integer (or None), got {self.epoch_budget!r}")
+        if self.max_trials is None and self.time_budget is None and self.epoch_budget is None:
+            raise ValueError("a search needs a budget: set max_trials, time_budget or epoch_budget")
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -98,6 +104,16 @@ class SearchConfig:
         self.plugins = list(self.plugins)
         if self.final_epochs < 0:
             raise ValueError(f"final_epochs must be >= 0, got {self.final_epochs!r}")
+        if self.objective is not None:
+            if not isinstance(self.objective, str) or not self.objective:
+                raise ValueError(f"objective must be the name of a registered objective, got {self.objective!r}")
+            if self.epoch_budget is not None:
+                raise ValueError("an objective trains nothing, so an epoch_budget cannot end its search: "
+                                 "use max_trials (or time_budget)")
+            if self.final_epochs:
+                raise ValueError("an objective has no data to retrain on: set final_epochs = 0 with an objective")
+        if not isinstance(self.objective_options, dict):
+            raise ValueError(f"objective_options must be a table of options, got {self.objective_options!r}")
         return self
 
     def with_threads(self, threads: int) -> SearchConfig:

@@ -3,7 +3,9 @@
 - ``thread`` (default with one worker): one background thread of the driver sharing its Trainer, so a
   one-worker search needs no process start and no data copy (PyTorch releases the GIL in its kernels);
 - ``process``: N local worker processes (``pool.ProcessPool``), each building its Trainer once;
-- ``ray``: N Ray actors on a local or remote cluster (``pool.RayPool``), with CPUs and GPUs per trial.
+- ``ray``: N Ray actors on a local or remote cluster (``pool.RayPool``), with CPUs and GPUs per trial;
+- with ``config.objective`` set, whatever the executor: ``ObjectivePool``, which scores each trial's
+  architecture with the synthetic objective in the driver (microseconds, no data, no weights, no model).
 
 The search state (strategy, run database, TensorBoard) never leaves the driver; a trial gets a ``TrialSpec``
 (the parent's model as bytes) and returns a ``TrialOutcome`` (the trained model as bytes): no worker is given
@@ -15,12 +17,17 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.pool import ProcessPool, ProgressFn, RayPool, WorkerPool
-from morphnas.engine.setup import make_trainer
+from morphnas.engine.setup import make_run_objective, make_trainer
 from morphnas.engine.trial import TrialOutcome, TrialSpec, run_trial
+from morphnas.graph.graph import Graph
+from morphnas.searcher.objectives import Objective
+from morphnas.status import TrialStatus
 from morphnas.trainer.datasets import ImageDataset
 from morphnas.trainer.trainer import Trainer
 
@@ -50,6 +57,45 @@ class ThreadPool(WorkerPool):
         return
 
 
+class ObjectivePool(WorkerPool):
+    """Trials scored by a synthetic objective, in the driver, at submission (the future is already done).
+
+    The outcome's metric is the objective's noisy value (what the strategy observes), drawn from a noise stream
+    keyed by the trial id so a resumed search observes the same values; the noise-free value goes into
+    ``extra["clean"]`` for the benchmark report. It trains nothing and returns no model (``model=None``,
+    ``epochs=0``): a run on an objective has no weights, and the loop knows it (``Search.has_models``).
+    """
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+
+    @property
+    def n_workers(self) -> int:
+        return 1
+
+    def submit(self, spec: TrialSpec) -> Future[TrialOutcome]:
+        start = time.perf_counter()
+        outcome = TrialOutcome(spec.trial_id, TrialStatus.FAILED, started_at=time.time(), worker="objective")
+        try:
+            graph = Graph.from_dict(spec.architecture)
+            outcome.n_params = graph.n_params()
+            outcome.metric = self.objective.noisy(graph, spec.trial_id)
+            outcome.extra = {"clean": float(self.objective.clean(graph))}
+            outcome.status = TrialStatus.OK
+        except Exception:
+            outcome.reason = traceback.format_exc()
+        outcome.seconds = time.perf_counter() - start
+        future: Future[TrialOutcome] = Future()
+        future.set_result(outcome)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        return
+
+    def workers(self) -> dict[str, bool]:
+        return {"objective": True}
+
+
 def threads_per_worker(config: SearchConfig) -> int:
     """Intra-op threads of each worker: as configured, else this machine's cores shared among the workers."""
     if config.threads_per_trial is not None:
@@ -59,8 +105,13 @@ def threads_per_worker(config: SearchConfig) -> int:
     return max(1, (os.cpu_count() or 1) // config.workers)
 
 
-def make_pool(config: SearchConfig, data: ImageDataset, progress: ProgressFn | None = None) -> WorkerPool:
-    """The configured executor with ``config.workers`` workers, each with its own Trainer on ``data``."""
+def make_pool(config: SearchConfig, data: ImageDataset | None, progress: ProgressFn | None = None) -> WorkerPool:
+    """The configured executor with ``config.workers`` workers, each with its own Trainer on ``data``; for a
+    search on a synthetic objective, an ``ObjectivePool``."""
+    if config.objective is not None:
+        return ObjectivePool(make_run_objective(config))
+    if data is None:
+        raise ValueError("a search that trains needs its dataset")
     config = config.with_threads(threads_per_worker(config))
     if config.executor == "thread":
         return ThreadPool(make_trainer(config, data), _locked(progress))

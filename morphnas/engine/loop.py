@@ -16,6 +16,11 @@ seeds, same parent weights) and goes on. Two modes:
 A worker lost mid-trial (killed, out of memory, node gone) does not stop the others: its trial is retried
 once on another worker; lost twice, it is recorded as failed and treated as too big (the strategy's size cap
 drops below it). An exception or a NaN loss is the architecture's fault: failed, not retried.
+
+A search on a synthetic objective (``config.objective``) runs the same loop with no data and no weights: its
+trials are scored in the driver (``executors.ObjectivePool``) and return no model, so ``Search.has_models`` is
+False and the loop neither sends parent weights nor stores models (inheritance is then only nominal: the
+strategy's choices are recorded as usual, the objective scores the architecture).
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ class Search:
         self.config = config
         self.run_dir = run
         self.progress = progress or Progress(config.quiet)
-        self.data = data if data is not None else load_data(config, run)
+        self.data = data if data is not None else load_data(config, run)  # None on a synthetic objective
+        self.has_models = config.objective is None  # whether trials produce trained weights to store and inherit
         self.initial = initial_architectures(config, self.data)
         self.strategy = build_strategy(config, self.initial)
         state = run.latest_state()
@@ -100,6 +106,16 @@ class Search:
     def _time_left(self) -> bool:
         return self.config.time_budget is None or self.elapsed() < self.config.time_budget
 
+    def epochs_used(self) -> int:
+        """Training epochs of all finished trials (what ``epoch_budget`` counts)."""
+        return sum(t.epochs for t in self.trials.values() if t.finished)
+
+    def _epochs_left(self) -> bool:
+        # An epoch budget stops new suggestions once the finished trials' epochs reach it; trials already
+        # suggested (in flight, or the one held ready) still run, so a run may end up to (workers + 1) trials'
+        # epochs past it. Benchmark suites compare cells on the trials within the budget (suite_report).
+        return self.config.epoch_budget is None or self.epochs_used() < self.config.epoch_budget
+
     # ------------------------------------------------------------------ workers
     @property
     def pool(self) -> WorkerPool:
@@ -110,7 +126,7 @@ class Search:
 
     # ------------------------------------------------------------------ events
     def _suggest(self, trial_id: int) -> TrialRecord | None:
-        if not (self._trials_left(trial_id) and self._time_left()):
+        if not (self._trials_left(trial_id) and self._time_left() and self._epochs_left()):
             return None
         try:
             s = self.strategy.suggest(trial_id)
@@ -138,7 +154,8 @@ class Search:
         init_seed, train_seed = trial_seeds(self.config.seed, record.id)
         limits = self.strategy.limits
         inherit = record.parent is not None and record.inherit
-        parent_model = self.run_dir.model_bytes(record.parent) if inherit and record.parent is not None else None
+        parent_model = (self.run_dir.model_bytes(record.parent)
+                        if inherit and record.parent is not None and self.has_models else None)
         return TrialSpec(record.id, record.parent, tuple(record.ops), record.extra["architecture"], record.inherit,
                          init_seed, train_seed, parent_model, {} if limits is None else vars(limits).copy(),
                          record.description)
@@ -147,6 +164,8 @@ class Search:
         """Write a successful trial's model into the run (the driver's job, not the trial's); an outcome whose
         model cannot be stored becomes a failure."""
         ok = outcome.status.has_metric and outcome.metric is not None and math.isfinite(outcome.metric)
+        if not self.has_models:  # a synthetic objective's trial: a metric and no weights, nothing to store
+            return outcome
         if not ok or (outcome.model is None and self.run_dir.model_dir(record.id).is_dir()):
             return outcome
         try:
@@ -169,8 +188,9 @@ class Search:
         record.finished_at = time.time()
         record.started_at = outcome.started_at or record.finished_at - outcome.seconds
         record.extra = {k: v for k, v in record.extra.items() if k != "outcome"}  # held result (sync): now observed
-        record.extra = {**record.extra, "elapsed": self.elapsed(), "initial_metric": outcome.initial_metric,
-                        "stopped_by": outcome.stopped_by, "seconds": outcome.seconds, "worker": outcome.worker}
+        record.extra = {**record.extra, **outcome.extra, "elapsed": self.elapsed(),
+                        "initial_metric": outcome.initial_metric, "stopped_by": outcome.stopped_by,
+                        "seconds": outcome.seconds, "worker": outcome.worker}
         if reason.startswith(("oom", "lost")) and outcome.n_params:
             limits = self.strategy.limits or Limits()
             cap = min(limits.max_params, outcome.n_params - 1)
@@ -354,6 +374,7 @@ def open_search(path: str | Path, overrides: dict[str, Any] | None = None,
 def default_out(config: SearchConfig) -> Path:
     """``runs/<dataset>-<strategy>-s<seed>-<date-time>`` for a search given no --out."""
     name = Path(config.dataset).stem if config.dataset.endswith(".npz") else config.dataset
+    name = config.objective or name
     return Path("runs") / f"{name}-{config.strategy}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -368,6 +389,8 @@ def create_search(config: SearchConfig, data: ImageDataset | None = None,
     out = Path(config.out) if config.out else default_out(config)
     config = replace(config, out=str(out))
     run = RunDir.create(out, config.to_dict())
+    if data is None:  # a synthetic objective: no data, so no normalisation or data copy to keep
+        return Search(config, run, progress=progress)
     train, _ = data.split_validation(config.val_fraction, config.seed)  # the trainer's normalisation statistics
     normalizer = Normalizer.fit(train.x)
     run.write_normalization(normalizer.mean.tolist(), normalizer.std.tolist(), data.input_shape, data.class_names)

@@ -185,7 +185,8 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
         busy = busy_seconds(finished)
         out: dict[str, Any] = {
             "run": str(run.path), "strategy": run.config.get("strategy"), "dataset": run.config.get("dataset"),
-            "seed": run.config.get("seed"), "trials": len(trials), "finished": len(finished),
+            "seed": run.config.get("seed"), "objective": run.config.get("objective"), "trials": len(trials),
+            "finished": len(finished),
             "failed": sum(t.status == TrialStatus.FAILED for t in finished), "elapsed_seconds": elapsed,
             "training_seconds": train, "busy_seconds": busy,
             "overhead_share": min(1.0, max(0.0, 1 - busy / elapsed)) if elapsed > 0 else None,
@@ -213,7 +214,8 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
 
 def format_report(rep: dict[str, Any], top: int = 10) -> str:
     """The report as text for a terminal."""
-    lines = [f"run {rep['run']}: strategy {rep['strategy']}, dataset {rep['dataset']}, seed {rep['seed']}",
+    task = f"objective {rep['objective']}" if rep.get("objective") else f"dataset {rep['dataset']}"
+    lines = [f"run {rep['run']}: strategy {rep['strategy']}, {task}, seed {rep['seed']}",
              f"{rep['finished']} trials finished ({rep['failed']} failed) in {rep['elapsed_seconds']:.0f} s, "
              f"{rep['training_seconds']:.0f} s of it training"
              + (f" (no worker training {rep['overhead_share']:.1%} of the time)"

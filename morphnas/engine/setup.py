@@ -18,6 +18,7 @@ from morphnas.engine.plugins import load_plugins
 from morphnas.graph.generators import get_generator
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import Limits
+from morphnas.searcher.objectives import Objective, make_objective
 from morphnas.searcher.strategies import STRATEGIES, Strategy, make_strategy
 from morphnas.storage.rundir import RunDir, RunDirError
 from morphnas.trainer.datasets import ImageDataset, load_dataset, load_npz
@@ -31,8 +32,11 @@ def train_config(config: SearchConfig) -> TrainConfig:
                        patience=config.patience, time_limit=config.trial_time_limit)
 
 
-def load_data(config: SearchConfig, run: RunDir | None = None) -> ImageDataset:
-    """The dataset of a search: the copy kept in its run directory, or by name / .npz path."""
+def load_data(config: SearchConfig, run: RunDir | None = None) -> ImageDataset | None:
+    """The dataset of a search: the copy kept in its run directory, or by name / .npz path; None for a search
+    on a synthetic objective, which reads no data."""
+    if config.objective is not None:
+        return None
     if run is not None and run.data_copy is not None:
         return load_npz(run.data_copy)
     return load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
@@ -48,8 +52,21 @@ def make_trainer(config: SearchConfig, data: ImageDataset) -> Trainer:
                                 device=config.device)
 
 
-def initial_architectures(config: SearchConfig, data: ImageDataset) -> list[Graph]:
-    """The architectures a search starts from (the generator's, sized to the data)."""
+def make_run_objective(config: SearchConfig) -> Objective:
+    """The synthetic objective of a search (``config.objective``), seeded with the search's seed."""
+    if config.objective is None:
+        raise ValueError("this search trains on data; it has no objective")
+    load_plugins(config.plugins)  # a user's objective is registered by a plugin
+    return make_objective(config.objective, config.seed, **config.objective_options)
+
+
+def initial_architectures(config: SearchConfig, data: ImageDataset | None) -> list[Graph]:
+    """The architectures a search starts from: the objective's ``start()``, else the generator's sized to the
+    data."""
+    if config.objective is not None:
+        return [make_run_objective(config).start()]
+    if data is None:
+        raise ValueError("a search that trains needs its dataset")
     generator = get_generator(config.generator)
     return [generator(data.input_shape, data.n_classes, **config.generator_args, seed=None)]
 

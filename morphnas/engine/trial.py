@@ -59,8 +59,9 @@ class TrialOutcome:
     seconds: float = 0.0
     started_at: float = 0.0  # wall-clock (time.time()) on the worker
     n_params: int = 0
-    model: bytes | None = None
+    model: bytes | None = None  # None for a trial that trains nothing (an objective's)
     worker: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # further values kept in the trial row (objective: clean)
 
     def __post_init__(self) -> None:
         self.status = TrialStatus.parse(self.status)

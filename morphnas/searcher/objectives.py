@@ -58,6 +58,13 @@ class Objective(ABC):
     def __call__(self, graph: Graph) -> float:
         return float(self.clean(graph) + self.rng.normal(0.0, self.noise))
 
+    def noisy(self, graph: Graph, key: int) -> float:
+        """The noisy value of ``graph`` with its noise drawn from a stream keyed by ``key`` (a trial id) instead of
+        the objective's running stream: the same trial gets the same value whatever ran before it, so a search
+        resumed after a kill observes what an uninterrupted one would have."""
+        rng = np.random.default_rng([self.seed, 54321, int(key)])
+        return float(self.clean(graph) + rng.normal(0.0, self.noise))
+
     def start(self) -> Graph:
         """The architecture a search on this objective starts from."""
         return start_architecture()
