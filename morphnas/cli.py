@@ -143,7 +143,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print(f"exported {result['source']} of {args.run}:")
         for kind, path in result["files"].items():
-            print(f"  {kind:14s} {path}")
+            note = "  (legacy: TorchScript is deprecated in PyTorch; prefer model.pt2)" if kind == "torchscript" else ""
+            print(f"  {kind:14s} {path}{note}")
+        for kind, why in result.get("skipped", {}).items():
+            print(f"  {kind:14s} not written: {why}")
+        if result.get("checked"):
+            print("  checked against the trained model: " + ", ".join(
+                f"{kind} max |Δ logit| {diff:.1e}" for kind, diff in result["checked"].items()))
     return 0
 
 
@@ -205,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_final)
-    p = sub.add_parser("export", help="best model as TorchScript and as architecture.json + safetensors + model.py")
+    p = sub.add_parser("export", help="best model as .pt2 (torch.export), ONNX, architecture.json + safetensors + "
+                                      "model.py, and legacy TorchScript")
     p.add_argument("run")
     p.add_argument("--out", help="directory (default RUN/export)")
     p.add_argument("--trial", type=int, help="a trial other than the best")

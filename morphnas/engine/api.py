@@ -4,8 +4,8 @@
     run = morphnas.search(dataset="fashion-mnist", strategy="bayesian", max_trials=20, out="runs/fm")
     print(run.best.metric); run.export("exported/")
 
-    clf = morphnas.ImageClassifier(max_trials=10).fit(x_train, y_train)
-    clf.evaluate(x_test, y_test); clf.predict(x_test)
+    clf = morphnas.ImageClassifier(max_trials=10).fit(x_train, y_train)   # labels: strings or any integers
+    clf.evaluate(x_test, y_test); clf.predict(x_test)                     # labels of the user's kind
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from morphnas.engine.results import classifier, compare, final_evaluation, repor
 from morphnas.engine.setup import stored_config
 from morphnas.graph.graph import Graph
 from morphnas.storage.rundir import RunDir, TrialRecord
+from morphnas.trainer.arrays import LabelEncoding
 from morphnas.trainer.datasets import ImageDataset, as_images, from_arrays
 
 
@@ -87,15 +88,20 @@ class _opened:
         self.run.close()
 
 
-def search(config: SearchConfig | None = None, *, data: ImageDataset | None = None, **options: Any) -> Run:
+def search(config: SearchConfig | None = None, *, data: ImageDataset | None = None,
+           labels: LabelEncoding | None = None, **options: Any) -> Run:
     """Run a new search (``config`` and/or keyword options, see SearchConfig) and return its Run.
 
     ``data`` may be an ImageDataset (e.g. from ``morphnas.trainer.from_arrays``); it is then kept in the run.
+    ``labels`` names the user's label of each of its classes (``LabelEncoding``), kept in the run before the
+    first trial so that exports map class indices back to them.
     With ``final_epochs > 0`` the best architecture is retrained on train+validation and tested once.
     """
     base = config.to_dict() if config is not None else {}
     cfg = SearchConfig.from_dict({**base, **options})
     s = create_search(cfg, data=data, progress=Progress(cfg.quiet))
+    if labels is not None:
+        s.run_dir.write_labels(list(labels.class_names), list(labels.values), labels.label_type)
     s.run()
     path = s.run_dir.path
     s.run_dir.close()
@@ -118,6 +124,11 @@ class ImageClassifier:
 
     ``fit(x, y)`` searches (images N×H×W, N×C×H×W or N×H×W×C, uint8 or float) and retrains the best model on
     all the data for ``final_epochs``; ``predict`` / ``evaluate`` / ``export`` use that model.
+
+    Labels may be strings or integers of any values (3, 7, 42; whole-number floats count as integers), as in
+    Auto-Keras: the classes are the sorted distinct labels (``self.labels``, a ``LabelEncoding``, also kept in
+    the run's ``normalization.json`` and in every export), ``predict`` returns labels of the same kind (a str
+    array, or the integer dtype fit was given) and ``evaluate`` takes them.
     """
 
     def __init__(self, max_trials: int = 10, strategy: str = "bayesian", max_epochs: int = 5,
@@ -129,14 +140,24 @@ class ImageClassifier:
         SearchConfig.from_dict({**self.options, "final_epochs": 0})  # check the options now
         self.directory = Path(directory) if directory is not None else None
         self.run: Run | None = None
+        self.labels: LabelEncoding | None = None
         self._model: nn.Module | None = None
 
     def fit(self, x: Any, y: Any, x_test: Any = None, y_test: Any = None) -> ImageClassifier:
-        """Search on (x, y) — a validation split is carved from it — then retrain the best on all of it."""
-        data = from_arrays(x, y, x_test, y_test, name="arrays")
+        """Search on (x, y) — a validation split is carved from it — then retrain the best on all of it.
+
+        With (x_test, y_test) the final model is tested once on them (``final.json``)."""
+        if (x_test is None) != (y_test is None):
+            raise ValueError("give both x_test and y_test, or neither")
+        labels = LabelEncoding.fit(y, y_test, what="arrays labels")
+        data = from_arrays(x, labels.encode(y, "arrays training labels"), x_test,
+                           None if y_test is None else labels.encode(y_test, "arrays test labels"),
+                           class_names=labels.class_names, name="arrays")
         out = self.directory or Path(tempfile.mkdtemp(prefix="morphnas-"))
         final = int(self.options["final_epochs"])
-        self.run = search(data=data, dataset="arrays", out=str(out), **{**self.options, "final_epochs": 0})
+        self.run = search(data=data, labels=labels, dataset="arrays", out=str(out),
+                          **{**self.options, "final_epochs": 0})
+        self.labels = labels
         if final > 0:
             self._final(final, data)
         self._model = self.run.classifier(final=final > 0)
@@ -161,20 +182,27 @@ class ImageClassifier:
             return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
     def predict(self, x: Any) -> np.ndarray:
-        """Predicted class index of each image."""
-        return self.predict_logits(x).argmax(1).numpy()
+        """Predicted label of each image, of the kind fit was given (str array, or its integer dtype)."""
+        logits = self.predict_logits(x)
+        assert self.labels is not None
+        return self.labels.decode(logits.argmax(1))
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        """Accuracy and mean cross-entropy on (x, y)."""
+        """Accuracy and mean cross-entropy on (x, y); ``y`` holds labels as given to fit."""
         logits = self.predict_logits(x)
-        target = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        assert self.labels is not None
+        n_labels = len(y) if hasattr(y, "__len__") else None
+        if n_labels is not None and n_labels != len(logits):
+            raise ValueError(f"x has {len(logits)} images but y has {n_labels} labels")
+        target = torch.from_numpy(self.labels.encode(y, "evaluate labels"))
         if len(target) != len(logits):
             raise ValueError(f"x has {len(logits)} images but y has {len(target)} labels")
         loss = torch.nn.functional.cross_entropy(logits, target).item()
         return {"accuracy": float((logits.argmax(1) == target).float().mean()), "loss": loss}
 
     def export(self, out: str | Path) -> dict[str, Any]:
-        """TorchScript + architecture/safetensors + standalone model.py of the fitted model."""
+        """The fitted model as .pt2 (torch.export), ONNX, architecture/safetensors + standalone model.py and
+        (legacy) TorchScript, each with the normalisation and the labels (see ``engine.export.export``)."""
         if self.run is None:
             raise RuntimeError("the classifier is not fitted yet: call fit(x, y) first")
         with _opened(self.run.path) as run:

@@ -8,7 +8,7 @@ run/
   models/final/      the best architecture retrained on train+validation (``morphnas final``)
   tb/                TensorBoard event files
   best.json          pointer to the best trial
-  normalization.json input normalisation, input shape and class names (exports need no data)
+  normalization.json input normalisation, input shape, class names and the user's labels (exports need no data)
   data.npz           a copy of the arrays given through the Python API (so ``resume`` finds them)
   final.json         the final retrain's single test evaluation
   trajectory.png     best-so-far plot drawn by ``morphnas report``
@@ -366,8 +366,20 @@ class RunDir:
                 "class_names": [str(c) for c in class_names]}
         atomic_write(self.path / NORMALIZATION_FILE, json.dumps(data, indent=1))
 
+    def write_labels(self, class_names: list[str], label_values: list[Any], label_type: str) -> None:
+        """Record the user's label for each class (``label_values[i]`` is class i, of ``label_type``: "str" or
+        an integer dtype name) next to the normalisation, atomically, so predictions and exports give labels
+        of the user's kind. Without it the labels are the class indices."""
+        data = self.normalization()
+        if len(class_names) != len(data["class_names"]) or len(label_values) != len(class_names):
+            raise RunDirError(f"{len(label_values)} label values and {len(class_names)} class names for "
+                              f"{len(data['class_names'])} classes")
+        data.update(class_names=[str(c) for c in class_names], label_values=list(label_values),
+                    label_type=str(label_type))
+        atomic_write(self.path / NORMALIZATION_FILE, json.dumps(data, indent=1))
+
     def normalization(self) -> dict[str, Any]:
-        """What ``write_normalization`` recorded; RunDirError when the file is missing."""
+        """What ``write_normalization`` (and ``write_labels``) recorded; RunDirError when the file is missing."""
         path = self.path / NORMALIZATION_FILE
         if not path.is_file():
             raise RunDirError(f"{path} is missing: the run directory is incomplete")
