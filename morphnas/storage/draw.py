@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
+import numpy as np
 
 from morphnas.fileio import atomic_write
 from morphnas.graph.graph import Graph
@@ -229,3 +230,13 @@ def _save(fig: Figure, path: str | Path, dpi: int) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     return path
+
+
+def figure_pixels(fig: Figure, dpi: int = 72) -> np.ndarray:
+    """The figure rendered to an H x W x 3 uint8 array (Agg, no pyplot), e.g. for TensorBoard's add_image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
