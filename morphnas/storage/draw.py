@@ -20,6 +20,7 @@ The graph package never imports plotting; matplotlib is imported here only when 
 from __future__ import annotations
 
 import itertools
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,9 +164,10 @@ def draw_architecture(graph: Graph, parent: Graph | None = None, title: str | No
     xs = [b.x for b in layout.boxes.values()]
     span = max(xs) - min(xs)
     width = max(4.0, 1.9 * (span + 1) + 1.2)
-    height = max(3.0, 0.42 * layout.rows + 1.0)
+    title_lines = textwrap.wrap(title, width=max(30, int(width * 13))) if title else []
+    height = max(3.0, 0.42 * layout.rows + 1.0) + 0.2 * len(title_lines)
     fig = Figure(figsize=(width, height))
-    ax = fig.add_axes((0, 0, 1, 0.97 if title else 1.0))
+    ax = fig.add_axes((0, 0, 1, 1 - (0.2 * len(title_lines) + 0.1) / height if title_lines else 1.0))
     ax.set_axis_off()
     ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
     ax.set_ylim(-layout.rows + 0.4, 0.6)
@@ -195,8 +197,8 @@ def draw_architecture(graph: Graph, parent: Graph | None = None, title: str | No
         legend.append(Patch(facecolor=SKIP_COLOR, label="skip connection"))
     if legend:
         ax.legend(handles=legend, loc="upper right", fontsize=7, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    if title_lines:
+        fig.text(0.5, 1 - 0.05 / height, "\n".join(title_lines), ha="center", va="top", fontsize=9)
     return fig
 
 
