@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -69,6 +70,12 @@ _SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquis
                 "plugins")
 
 
+def _progress_flag(args: argparse.Namespace) -> None:
+    """``--no-progress``: plain lines even on a terminal (read by ``engine.progress``)."""
+    if getattr(args, "no_progress", False):
+        os.environ["MORPHNAS_PROGRESS"] = "0"
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = {key: getattr(args, key) for key in _SEARCH_KEYS if getattr(args, key, None) is not None}
     if getattr(args, "quiet", False):
@@ -80,6 +87,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from morphnas.engine.api import search
     from morphnas.engine.config import SearchConfig
 
+    _progress_flag(args)
     overrides = _overrides(args)
     config = SearchConfig.from_toml(args.config, **overrides) if args.config else SearchConfig.from_dict(overrides)
     if not config.quiet:
@@ -110,6 +118,7 @@ def _where(path: Path, quiet: bool) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     from morphnas.engine.api import resume
 
+    _progress_flag(args)
     overrides = _overrides(args)
     run = resume(args.run, **overrides)
     _where(run.path, bool(overrides.get("quiet")))
@@ -119,7 +128,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from morphnas.engine.results import format_report, report
 
-    rep = report(args.run, plot=not args.no_plot)
+    rep = report(args.run, plot=not args.no_plot, trial=args.trial)
     print(json.dumps(rep, indent=1) if args.json else format_report(rep, top=args.top))
     return 0
 
@@ -191,18 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run a new search (no arguments: a short demo on the packaged demo data)")
     _search_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only the run directory")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars on a terminal, plain lines")
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("resume", help="continue a search (after a crash, or with a larger budget)")
     p.add_argument("run")
     p.add_argument("--max-trials", type=int)
     p.add_argument("--time-budget", type=parse_duration)
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars on a terminal, plain lines")
     p.set_defaults(func=cmd_resume)
     p = sub.add_parser("report", help="leaderboard, best model, trajectory plot, final test report")
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--trial", type=int, help="also draw this trial's architecture (RUN/architecture-NNNN.png)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("final", help="retrain the best architecture on train+validation and test it once")
     p.add_argument("run")

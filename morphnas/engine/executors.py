@@ -132,4 +132,5 @@ def _locked(progress: ProgressFn | None) -> ProgressFn | None:
         with lock:
             progress(trial_id, record)
 
+    call.on_batch = getattr(progress, "on_batch", None)  # type: ignore[attr-defined]  # per-batch hook, unlocked
     return call

@@ -25,14 +25,14 @@ strategy's choices are recorded as usual, the objective scores the architecture)
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from morphnas.engine.config import SearchConfig
 from morphnas.engine.executors import make_pool
 from morphnas.engine.plugins import load_plugins, resolve
 from morphnas.engine.pool import WorkerLost, WorkerPool
+from morphnas.engine.progress import Progress
 from morphnas.engine.setup import build_strategy, initial_architectures, load_data, stored_config, trial_seeds
 from morphnas.engine.trial import TrialOutcome, TrialSpec
 from morphnas.graph.graph import Graph, GraphError
@@ -50,24 +51,8 @@ from morphnas.storage.rundir import RunDir, TrialRecord, best_trial
 from morphnas.storage.tensorboard import SearchLogger, TrialLogger
 from morphnas.trainer.augment import Normalizer
 from morphnas.trainer.datasets import ImageDataset
-from morphnas.trainer.trainer import EpochRecord
 
-
-class Progress:
-    """Prints trials and epochs as they go (nothing in quiet mode)."""
-
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
-        self.quiet = quiet
-        self.stream = stream
-
-    def __call__(self, trial_id: int, record: EpochRecord) -> None:
-        self.say(f"  trial {trial_id} epoch {record.epoch}: train loss {record.train_loss:.3f} "
-                 f"acc {record.train_accuracy:.1%} | val loss {record.val_loss:.3f} acc {record.val_accuracy:.1%}"
-                 f" ({record.seconds:.1f} s)")
-
-    def say(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=self.stream or sys.stdout, flush=True)
+log = logging.getLogger(__name__)
 
 
 class Search:
@@ -206,7 +191,10 @@ class Search:
             self.run_dir.set_best(record)
         self._log_curves(record)
         self.logger.trial(record.id, self._hparams(record, architecture), record.metric,
-                          None if best is None else best.metric, record.extra["elapsed"], architecture.summary())
+                          None if best is None else best.metric, record.extra["elapsed"], architecture.summary(),
+                          image=self._picture(record))
+        self.progress.trial_done(record.id, sum(t.finished for t in self.trials.values()),
+                                 None if best is None else (best.id, best.metric))
         start = outcome.initial_metric
         status = f"val {record.metric:.2%}" if ok else f"FAILED ({(record.reason or '').strip().splitlines()[-1:]})"
         self.progress.say(f"trial {record.id} {record.status}: {status}"
@@ -222,6 +210,18 @@ class Search:
                 logger.epoch(int(h["epoch"]), h["train_loss"], h["train_accuracy"], h["val_loss"], h["val_accuracy"])
         finally:
             logger.close()
+
+    def _picture(self, record: TrialRecord) -> Any:
+        """The trial's architecture drawn for TensorBoard, new layers since its parent marked; None if drawing
+        fails (a picture never stops a search)."""
+        try:
+            from morphnas.storage.draw import figure_pixels, trial_figure
+
+            parent = self.trials.get(record.parent) if record.parent is not None else None
+            return figure_pixels(trial_figure(record, parent))
+        except Exception:
+            log.warning("could not draw the architecture of trial %s", record.id, exc_info=True)
+            return None
 
     def _hparams(self, record: TrialRecord, architecture: Graph) -> dict[str, Any]:
         ops = [Op.from_dict(o) for o in record.ops]
@@ -243,6 +243,10 @@ class Search:
             self.progress.say(f"resuming: re-running unfinished trial(s) {[t.id for t in unfinished]}")
         self._next_id = max(self.trials, default=-1) + 1
         self._running: dict[int, tuple[TrialRecord, Future[TrialOutcome]]] = {}
+        best = self.best()
+        self.progress.start_search(self.config.max_trials, self.config.time_budget, self.config.max_epochs,
+                                   sum(t.finished for t in self.trials.values()), self.elapsed,
+                                   None if best is None else (best.id, best.metric))
         try:
             if self.config.sync:
                 self._run_sync(unfinished)
@@ -348,10 +352,12 @@ class Search:
             return TrialOutcome(record.id, TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
 
     def close(self, wait: bool = True) -> None:
-        """Stop the workers (waiting for running trials unless ``wait`` is False) and flush TensorBoard."""
+        """Stop the workers (waiting for running trials unless ``wait`` is False), the progress bars, and flush
+        TensorBoard."""
         if self._pool is not None:
             self._pool.shutdown(wait=wait)
             self._pool = None
+        self.progress.stop()
         self.logger.close()
 
 

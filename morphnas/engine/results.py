@@ -172,8 +172,19 @@ def _offset(when: float | None, trials: list[TrialRecord]) -> float | None:
     return None if when is None or first is None else max(0.0, when - first)
 
 
-def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
-    """Leaderboard, best trial, trajectory (and ``trajectory.png``), overhead, and the final test if any."""
+def draw_trial(run: RunDir, trial: int, path: Path | None = None) -> Path:
+    """Draw trial ``trial``'s architecture (layers new since its parent highlighted) into a PNG: ``path``, else
+    ``run.architecture_plot(trial)``."""
+    from morphnas.storage.draw import save_trial_architecture
+
+    record = run.trial(trial)
+    parent = run.trial(record.parent) if record.parent is not None else None
+    return save_trial_architecture(record, parent, path or run.architecture_plot(trial))
+
+
+def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dict[str, Any]:
+    """Leaderboard, best trial, trajectory (and ``trajectory.png``), overhead, and the final test if any; with
+    ``plot`` the best architecture drawn (``best_architecture.png``), and trial ``trial``'s when given."""
     run = RunDir.open(path)
     try:
         stored_config(run)  # imports the run's plugins
@@ -207,6 +218,10 @@ def report(path: str | Path, plot: bool = True) -> dict[str, Any]:
             out["final"] = final
         if plot and out["trajectory"]:
             out["plot"] = str(plot_trajectories({str(run.path): out["trajectory"]}, run.trajectory_plot))
+        if plot and ok:
+            out["architecture_plot"] = str(draw_trial(run, ok[0].id, run.best_architecture_plot))
+        if trial is not None:
+            out["trial_plot"] = str(draw_trial(run, trial))
         return out
     finally:
         run.close()
@@ -248,6 +263,10 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
                      f"{fin['macro']['f1']:>6.3f}")
     if "plot" in rep:
         lines.append(f"trajectory plot: {rep['plot']}")
+    if "architecture_plot" in rep:
+        lines.append(f"best architecture: {rep['architecture_plot']}")
+    if "trial_plot" in rep:
+        lines.append(f"trial architecture: {rep['trial_plot']}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ directory (models, trial rows, TensorBoard).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import traceback
@@ -102,7 +103,9 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
             if progress is not None:
                 progress(spec.trial_id, record)
 
-        result = trainer.fit(module, seed=spec.train_seed, callback=on_epoch)
+        on_batch = getattr(progress, "on_batch", None)  # within-epoch progress: thread executor only
+        result = trainer.fit(module, seed=spec.train_seed, callback=on_epoch,
+                             on_batch=functools.partial(on_batch, spec.trial_id) if on_batch else None)
         outcome.status = TrialStatus.OK if result.ok else TrialStatus.FAILED
         outcome.reason = result.reason
         outcome.metric, outcome.loss, outcome.best_epoch = result.best_metric, result.best_loss, result.best_epoch

@@ -406,5 +406,14 @@ class RunDir:
         return self.path / "trajectory.png"
 
     @property
+    def best_architecture_plot(self) -> Path:
+        """Where ``morphnas report`` draws the best trial's architecture (``best_architecture.png``)."""
+        return self.path / "best_architecture.png"
+
+    def architecture_plot(self, trial_id: int) -> Path:
+        """Where ``morphnas report --trial N`` draws trial N's architecture (``architecture-NNNN.png``)."""
+        return self.path / f"architecture-{int(trial_id):04d}.png"
+
+    @property
     def tb_dir(self) -> Path:
         return self.path / TB_DIR

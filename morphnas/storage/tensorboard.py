@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 # Tags, so tests and users can rely on them.
@@ -19,6 +20,7 @@ BEST_BY_TRIAL = "search/best_metric"
 BEST_BY_SECOND = "search/best_metric_by_second"
 TRIAL_METRIC = "search/trial_metric"
 HPARAM_METRIC = "hparams/metric"
+ARCHITECTURE_IMAGE = "architecture"  # per trial sub-run: the architecture drawn, new layers since the parent marked
 
 
 def trial_dir(tb_dir: str | Path, trial_id: int) -> Path:
@@ -52,13 +54,16 @@ class SearchLogger:
         self._search = SummaryWriter(str(self.directory))
 
     def trial(self, trial_id: int, hparams: dict[str, Any], metric: float | None, best_so_far: float | None,
-              elapsed: float, architecture: str) -> None:
-        """A finished trial: its hparams row, the search trajectory point and the architecture as text."""
+              elapsed: float, architecture: str, image: np.ndarray | None = None) -> None:
+        """A finished trial: its hparams row, the search trajectory point and the architecture as text (and as a
+        picture, ``image`` H x W x 3 uint8, when given)."""
         clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
         value = float("nan") if metric is None else float(metric)
         with SummaryWriter(str(trial_dir(self.directory, trial_id))) as w:
             w.add_hparams(clean, {HPARAM_METRIC: value}, run_name=".")
             w.add_text("architecture", f"```\n{architecture}\n```", 0)
+            if image is not None:
+                w.add_image(ARCHITECTURE_IMAGE, image, 0, dataformats="HWC")
         if metric is not None:
             self._search.add_scalar(TRIAL_METRIC, value, trial_id)
         if best_so_far is not None:

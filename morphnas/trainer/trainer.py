@@ -28,6 +28,7 @@ from morphnas.trainer.augment import Augmentation, Normalizer
 from morphnas.trainer.datasets import ImageDataset, ImageSplit
 
 __all__ = [
+    "BatchCallback",
     "EpochRecord",
     "EvalResult",
     "TrainConfig",
@@ -46,6 +47,8 @@ _AUG_CHUNK = 4096  # images augmented per op at the start of an epoch (bounds th
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
 EpochCallback = Callable[["EpochRecord", nn.Module], "bool | None"]
+# on_batch(epoch, batches done this epoch, batches per epoch, batch size), after each optimizer step
+BatchCallback = Callable[[int, int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -364,11 +367,14 @@ class Trainer:
         opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
         return opt_cls(groups, lr=cfg.base_lr)
 
-    def fit(self, module: nn.Module, *, seed: int = 0, callback: EpochCallback | None = None) -> TrainResult:
+    def fit(self, module: nn.Module, *, seed: int = 0, callback: EpochCallback | None = None,
+            on_batch: BatchCallback | None = None) -> TrainResult:
         """Train `module` in place and return what happened; the module ends with its best epoch's weights.
 
         `seed` fixes shuffling, augmentation and dropout (same seed on CPU ⇒ identical metrics).
         `callback(record, module)` runs after each epoch (logging, progress); returning True stops training.
+        `on_batch(epoch, step, steps, batch_size)` runs after each optimizer step with counts only (no loss: that
+        would need a host sync); keep it cheap, e.g. throttled by the clock (progress bars).
         Nothing raised inside (bad module, NaN, OOM, callback error) escapes: it becomes status "failed".
         """
         start = time.perf_counter()
@@ -377,7 +383,7 @@ class Trainer:
         status, reason, stopped_by = "ok", "", "max_epochs"
         try:
             with _seeded_dropout(module, seed, self.device):
-                stopped_by = self._fit(module, seed, callback, history, best, start)
+                stopped_by = self._fit(module, seed, callback, history, best, start, on_batch)
         except _OOM_ERRORS:
             status, reason, stopped_by = "failed", "oom", "error"
         except _NonFinite as e:
@@ -415,6 +421,7 @@ class Trainer:
         history: list[EpochRecord],
         best: _Best,
         start: float,
+        on_batch: BatchCallback | None = None,
     ) -> str:
         cfg, dev = self.config, self.device
         module.to(dev)
@@ -457,6 +464,8 @@ class Trainer:
                 step += 1
                 losses[i] = loss.detach()
                 torch.argmax(logits.detach(), 1, out=preds[i * bs : (i + 1) * bs])
+                if on_batch is not None:
+                    on_batch(epoch, i + 1, steps, bs)
                 if limit is not None and time.perf_counter() - start > limit:
                     return "time_limit"  # a partial epoch is not validated
             train_loss = losses.mean().item()
