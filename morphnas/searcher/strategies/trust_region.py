@@ -16,6 +16,11 @@ default) and the best is suggested. The radius, in morphism steps, adapts like T
 ``failure_tolerance`` in a row that do not, it halves (down to 1). Far moves early while far moves pay, fine
 moves near the top. ``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
 the ablation that shows whether the model, not the pool, is what wins.
+
+Trials in flight together must differ, and not trivially: with four pending, the fantasies alone still let EI
+pick "wider" on the best model four times over (different layers, all close in the kernel; NNI's parallel
+tuner had the same fault, #2449). So a candidate's acquisition is multiplied by ``diversity`` (0.5) for every
+pending trial that made the same move — the same parent and the same kinds of morphism.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ class BayesianSearch(GPStrategy):
 
     ``pool_size``: candidates scored per suggestion; ``top_k``, ``p_best``: which trained models are parents;
     ``radius`` (initial), ``max_radius``, ``success_tolerance``, ``failure_tolerance``, ``min_improvement``:
-    the trust region in morphism steps (module doc); ``control``: None, or ``"random-scores"`` (ablation).
+    the trust region in morphism steps (module doc); ``diversity``: the factor per pending trial with the same
+    move; ``control``: None, or ``"random-scores"`` (ablation).
     Other options (kernel, fantasy, refit...) as ``GPStrategy``.
     """
 
@@ -48,7 +54,7 @@ class BayesianSearch(GPStrategy):
     def __init__(self, initial: Sequence[Graph], seed: int = 0, acquisition: str = "ei", pool_size: int = 64,
                  top_k: int = 3, p_best: float = 0.5, radius: int = 4, max_radius: int = 8,
                  success_tolerance: int = 2, failure_tolerance: int = 4, min_improvement: float = 1e-3,
-                 control: str | None = None, **options: Any) -> None:
+                 control: str | None = None, diversity: float = 0.5, **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -60,6 +66,9 @@ class BayesianSearch(GPStrategy):
         self.success_tolerance, self.failure_tolerance = int(success_tolerance), int(failure_tolerance)
         self.min_improvement = float(min_improvement)
         self.control = control
+        if not 0.0 <= diversity <= 1.0:
+            raise ValueError(f"diversity must be in [0, 1], got {diversity!r}")
+        self.diversity = float(diversity)
         super().__init__(initial, seed, acquisition=acquisition, **options)
 
     def _reset(self) -> None:
@@ -138,12 +147,24 @@ class BayesianSearch(GPStrategy):
             self.cache.clear_scratch()
         if self.control == "random-scores":
             values = rng.random(len(pool))
+        elif self.pending and self.diversity < 1.0:
+            values = values * self.diversity ** np.array([self._repeats(p.trial_id, o) for p, o, _ in pool])
         k = int(np.argmax(values))
         parent, ops, graph = pool[k]
         info.update(reason="acquisition", acquisition=float(values[k]), mean=float(post.mean[k]),
                     std=float(post.std[k]), ops=len(ops),
                     seconds={"gp_fit": fit_seconds, "total": time.perf_counter() - start})
         return Suggestion(graph, parent.trial_id, ops, self.inherit_weights, info)
+
+    @staticmethod
+    def move(parent: int | None, ops: Sequence[Op]) -> tuple[int | None, tuple[str, ...]]:
+        """What a suggestion does, coarsely: its parent and the sorted kinds of its morphisms."""
+        return parent, tuple(sorted(op.name for op in ops))
+
+    def _repeats(self, parent: int, ops: Sequence[Op]) -> int:
+        """How many pending trials made the same move."""
+        mine = self.move(parent, ops)
+        return sum(self.move(s.parent, s.ops) == mine for s in self.pending.values())
 
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict[str, Any]:
