@@ -20,9 +20,11 @@ from morphnas.searcher import (
 )
 from morphnas.status import TrialStatus
 
-FAST_BO = {"fit_steps": 5, "annealing": {"t_min": 0.3, "n_children": 3, "n_attempts": 6}}
-OPTIONS = {"bayesian": FAST_BO, "bo-scratch": FAST_BO, "evolution": {"population_size": 4, "sample_size": 2}}
-NAMES = ["bayesian", "bo-scratch", "random", "random-walk", "hill-climbing", "evolution", "bfs"]
+FAST_AK = {"fit_steps": 5, "annealing": {"t_min": 0.3, "n_children": 3, "n_attempts": 6}}
+FAST_BO = {"fit_steps": 5, "pool_size": 12}
+OPTIONS = {"bayesian": FAST_BO, "autokeras": FAST_AK, "bo-scratch": FAST_AK,
+           "evolution": {"population_size": 4, "sample_size": 2}}
+NAMES = ["bayesian", "autokeras", "bo-scratch", "random", "random-walk", "hill-climbing", "evolution", "bfs"]
 
 
 def _make(name, seed=0):
@@ -43,7 +45,7 @@ def _run(strategy, n, start=0, fail=()):
     return trail
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "bo-scratch"])  # bo-scratch: bayesian's code
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "bo-scratch"])  # bo-scratch: autokeras's code
 def test_same_seed_same_suggestions_and_exact_resume(name):
     a, b = _make(name, seed=3), _make(name, seed=3)
     first = _run(a, 4, fail={3})
@@ -71,7 +73,7 @@ def test_suggestions_are_consistent(name):
         assert s.inherit_weights == (name != "bo-scratch")
 
 
-@pytest.mark.parametrize("name", ["bayesian", "random-walk", "evolution", "hill-climbing", "bfs"])
+@pytest.mark.parametrize("name", ["bayesian", "autokeras", "random-walk", "evolution", "hill-climbing", "bfs"])
 def test_pending_trials_are_never_suggested_again(name):
     strategy = _make(name, seed=2)
     _run(strategy, 2)
@@ -101,8 +103,8 @@ def test_bayesian_waits_without_results_and_skips_failures():
 
 
 def test_fantasies_enter_the_gp():
-    for fantasy in ("believer", "liar-min"):
-        strategy = make_strategy("bayesian", [BASES["cnn"]()], fantasy=fantasy, **FAST_BO)
+    for name, fantasy in (("bayesian", "believer"), ("bayesian", "liar-min"), ("autokeras", "believer")):
+        strategy = make_strategy(name, [BASES["cnn"]()], fantasy=fantasy, **OPTIONS[name])
         _run(strategy, 2)
         strategy.suggest(2)
         strategy.suggest(3)
@@ -127,7 +129,8 @@ def test_limits_are_respected_and_kept_in_state():
 
 
 def test_errors_name_the_valid_choices():
-    with pytest.raises(ValueError, match="bayesian, bfs, bo-scratch, evolution, hill-climbing, random, random-walk"):
+    with pytest.raises(ValueError, match="autokeras, bayesian, bfs, bo-scratch, evolution, hill-climbing, random, "
+                                         "random-walk"):
         make_strategy("greedy", [BASES["cnn"]()])
     with pytest.raises(ValueError, match="valid names: ei, pi, thompson, ucb"):
         make_strategy("bayesian", [BASES["cnn"]()], acquisition="lcb")
@@ -202,7 +205,7 @@ def test_observation_status_is_a_trial_status():
     assert [o.status for o in resumed.observations.values()] == [TrialStatus.OK, TrialStatus.FAILED, TrialStatus.OK]
 
 
-@pytest.mark.parametrize("name", ["bayesian", "random-walk", "evolution", "hill-climbing", "bfs"])
+@pytest.mark.parametrize("name", ["bayesian", "autokeras", "random-walk", "evolution", "hill-climbing", "bfs"])
 def test_morphism_strategies_wait_then_give_up_without_a_success(name):
     strategy = _make(name)
     first, second = strategy.suggest(0), strategy.suggest(1)
@@ -245,7 +248,7 @@ def test_cancel_withdraws_a_pending_suggestion(name):
     resumed.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert 3 not in resumed.pending
     assert _run(resumed, 2, start=4) == _run(a, 2, start=4)
-    if name in ("bayesian", "bo-scratch"):
+    if name in ("bayesian", "autokeras", "bo-scratch"):
         with pytest.raises(KeyError, match="trial 3 is neither observed nor pending"):
             a.cache_index(3)  # no fantasy for a cancelled trial
 
