@@ -11,14 +11,13 @@ import itertools
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from run_helpers import cli, finished_trials
 
 import morphnas
 from morphnas.graph import generators
@@ -193,31 +192,14 @@ generator_args = {{ filters = 8, dense_units = 16 }}
 """
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "morphnas.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def _finished(run: Path) -> int:
-    db = run / "trials.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed')").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _kill_after(proc: subprocess.Popen, run: Path, finished: int) -> int:
     deadline = time.time() + 240
-    while _finished(run) < finished and proc.poll() is None and time.time() < deadline:
+    while finished_trials(run) < finished and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, f"the search ended before it could be killed:\n{proc.stdout.read()}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return _finished(run)
+    return finished_trials(run)
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
@@ -225,11 +207,11 @@ def test_driver_killed_then_resumed_loses_and_repeats_nothing(tmp_path, sync):
     config = tmp_path / "search.toml"
     config.write_text(CONFIG.format(sync=str(sync).lower()))
     killed = tmp_path / "killed"
-    victim = _cli("search", "--config", str(config), "--out", str(killed), "--quiet")
+    victim = cli("search", "--config", str(config), "--out", str(killed), "--quiet")
     done = _kill_after(victim, killed, 2)
     before = [t for t in _table(killed) if t[5] in ("ok", "failed")]
     assert 2 <= len(before) < 6
-    resumed = _cli("resume", str(killed), "--quiet")
+    resumed = cli("resume", str(killed), "--quiet")
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
     after = _table(killed)
     assert [t[0] for t in after] == list(range(6)), "a trial was lost or repeated"
@@ -238,6 +220,6 @@ def test_driver_killed_then_resumed_loses_and_repeats_nothing(tmp_path, sync):
     assert done == len(before)
     if sync:  # the record does not depend on timing: the same table as an uninterrupted run
         whole = tmp_path / "whole"
-        ref = _cli("search", "--config", str(config), "--out", str(whole), "--quiet")
+        ref = cli("search", "--config", str(config), "--out", str(whole), "--quiet")
         assert ref.wait(timeout=300) == 0, ref.stdout.read()
         assert after == _table(whole), "the resumed sync search differs from an uninterrupted one"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from run_helpers import cli, finished_trials
 
 from morphnas.cli import main
 from morphnas.storage import RunDir
@@ -42,24 +39,6 @@ register_kernel("plugin-exp", scaled_exp_kernel)
 """
 
 
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.Popen:
-    # one thread each: the two searches of a test run side by side on a 2-core machine
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "morphnas.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
-
-
-def _finished(run: Path) -> int:
-    db = run / "trials.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed')").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _signature(run: Path) -> list[tuple]:
     r = RunDir.open(run)
     try:
@@ -78,20 +57,20 @@ def test_kill_minus_nine_then_resume_equals_an_uninterrupted_search(tmp_path, st
                                     extra='kernel = "plugin-exp"\nplugins = ["./my_kernel.py"]'))
     whole, killed = tmp_path / "whole", tmp_path / "killed"
 
-    ref = _cli("search", "--config", str(config), "--out", str(whole), "--quiet", cwd=tmp_path)
-    victim = _cli("search", "--config", str(config), "--out", str(killed), "--quiet", cwd=tmp_path)
+    ref = cli("search", "--config", str(config), "--out", str(whole), "--quiet", cwd=tmp_path, threads=1)
+    victim = cli("search", "--config", str(config), "--out", str(killed), "--quiet", cwd=tmp_path, threads=1)
     deadline = time.time() + 240
-    while _finished(killed) < 2 and victim.poll() is None and time.time() < deadline:
+    while finished_trials(killed) < 2 and victim.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert victim.poll() is None, f"the search ended before it could be killed:\n{victim.stdout.read()}"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    done_before = _finished(killed)
+    done_before = finished_trials(killed)
     assert 2 <= done_before < 4
     before = _signature(killed)[:done_before]
 
     assert ref.wait(timeout=300) == 0, ref.stdout.read()
-    resumed = _cli("resume", str(killed), "--quiet")
+    resumed = cli("resume", str(killed), "--quiet", threads=1)
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
 
     after = _signature(killed)
