@@ -280,9 +280,11 @@ def format_markdown(rep: dict[str, Any]) -> str:
     if rep["unfinished"]:
         lines += [f"Unfinished cells (left out): {', '.join(rep['unfinished'])}", ""]
     for key, g in rep["groups"].items():
-        lines += [f"## {key}", "", f"Score: {g['score']}; paired seeds: {g['paired_seeds']}", "",
-                  "| strategy | runs | median [IQR] | mean ± std | test acc. mean ± std | AUC/budget mean ± std | "
-                  "mean rank | cost (s) per run |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {key}", "", f"Score (mean rank and tests): {g['score']}; paired seeds: {g['paired_seeds']}. "
+                  "Best-so-far and AUC are of the search's own value (validation metric, or an objective's "
+                  "noise-free value) at the budget.", "",
+                  "| strategy | runs | best-so-far median [IQR] | best-so-far mean ± std | test acc. mean ± std | "
+                  "AUC/budget mean ± std | mean rank (score) | cost (s) per run |", "|---|---|---|---|---|---|---|---|"]
         for lab, s in g["strategies"].items():
             if "end" not in s:
                 lines.append(f"| {lab} | {s['runs']} | – | – | – | – | – | – |")
