@@ -169,3 +169,15 @@ def test_vectorised_skip_matching_equals_the_reference(member_sets, probe):
     row = cache.skipsets.distances_to_all(tuple(sorted(probe)))
     for sid, m in zip(ids, member_sets, strict=True):
         assert row[sid] == pytest.approx(skips_distance(sorted(probe), sorted(m)), abs=1e-12)
+
+
+def test_vocabulary_takes_a_kind_with_more_size_attributes_than_any_built_in():
+    """A layer kind registered later may compare more attributes than conv's three: the table widens."""
+    from morphnas.searcher import TokenVocabulary
+
+    vocab = TokenVocabulary()
+    conv = vocab.token_id(("conv2d", (16.0, 3.0, 1.0)))
+    a = vocab.token_id(("fancy", (1.0, 2.0, 3.0, 4.0)))
+    b = vocab.token_id(("fancy", (1.0, 2.0, 3.0, 5.0)))
+    assert vocab.sub[a, b] == pytest.approx((1.0 / 5.0) / 4)  # mean relative difference over all four
+    assert vocab.sub[a, conv] == 1.0 and vocab.sub[b, b] == 0.0

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from morphnas.searcher.distance import SIZE_ATTRIBUTES, Descriptor, LayerToken
-
-MAX_ATTRS = max(len(v) for v in SIZE_ATTRIBUTES.values())
+from morphnas.searcher.distance import Descriptor, LayerToken
 
 
 def levenshtein_batch(a_tok: np.ndarray, a_len: np.ndarray, b_tok: np.ndarray, b_len: np.ndarray,
@@ -87,7 +85,7 @@ class TokenVocabulary:
     def __init__(self) -> None:
         self._ids: dict[LayerToken, int] = {}
         self._kinds: list[str] = []
-        self._attrs = np.zeros((0, MAX_ATTRS))
+        self._attrs = np.zeros((0, 0))  # one row per token; as wide as the most size attributes seen
         self.sub = np.zeros((0, 0))
 
     def __len__(self) -> int:
@@ -100,7 +98,10 @@ class TokenVocabulary:
             return tid
         tid = len(self._ids)
         self._ids[token] = tid
-        attrs = np.zeros(MAX_ATTRS)
+        width = max(self._attrs.shape[1], len(token[1]))  # a kind registered later may have more attributes
+        if width > self._attrs.shape[1]:
+            self._attrs = np.hstack([self._attrs, np.zeros((len(self._attrs), width - self._attrs.shape[1]))])
+        attrs = np.zeros(width)
         attrs[: len(token[1])] = token[1]
         self._kinds.append(token[0])
         self._attrs = np.vstack([self._attrs, attrs])

@@ -260,17 +260,23 @@ class Strategy(ABC):
         """A child of ``parent`` by ``n_ops`` random morphisms that is not seen yet (longer chains if needed)."""
         for length in (n_ops, n_ops + 1, n_ops + 2):
             for _ in range(tries):
-                graph, ops = parent.architecture, []
-                try:
-                    for _ in range(length):
-                        graph, op = random_morph(graph, rng, noise=self.noise, limits=self.limits)
-                        ops.append(op)
-                except MorphismError:
-                    continue
-                if not self.is_seen(graph):
-                    return Suggestion(graph, parent.trial_id, tuple(ops), True,
+                chain = self.morph_chain(parent.architecture, length, rng)
+                if chain is not None and not self.is_seen(chain[0]):
+                    return Suggestion(chain[0], parent.trial_id, chain[1], True,
                                       {"strategy": self.name, "reason": reason})
         return None
+
+    def morph_chain(self, graph: Graph, length: int, rng: np.random.Generator) -> tuple[Graph, tuple[Op, ...]] | None:
+        """``graph`` after ``length`` random morphisms (this strategy's noise and limits) and the ops, or None when
+        a morphism was refused (e.g. by the size limits)."""
+        ops = []
+        try:
+            for _ in range(length):
+                graph, op = random_morph(graph, rng, noise=self.noise, limits=self.limits)
+                ops.append(op)
+        except MorphismError:
+            return None
+        return graph, tuple(ops)
 
     # ------------------------------------------------------------------ state
     def _rebuild(self, origin: dict[str, Any]) -> Graph:

@@ -157,6 +157,23 @@ class GPStrategy(Strategy):
             gp.fit(np.concatenate([idx, pending]), np.concatenate([y, fantasy]), optimize=False)
         return gp, float(y.max()), cold
 
+    def begin_proposal(self) -> tuple[np.random.Generator, ArchitectureGP, float, dict[str, Any]]:
+        """What every proposal starts with: a generator drawn from the strategy's own (so the state stays exact), the
+        GP fitted with fantasies (kept as ``self.gp``), the best metric, and the suggestion's ``info`` so far."""
+        rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
+        start = time.perf_counter()
+        gp, best, cold = self.fit_gp()
+        self.gp = gp
+        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters), "cold_fit": cold,
+                                "seconds": {"gp_fit": time.perf_counter() - start}, "started": start}
+        return rng, gp, best, info
+
+    @staticmethod
+    def finish_info(info: dict[str, Any], **more: Any) -> dict[str, Any]:
+        """``info`` with ``more`` and the proposal's total seconds (from ``begin_proposal``)."""
+        start = info.pop("started")
+        return {**info, **more, "seconds": {**info["seconds"], "total": time.perf_counter() - start}}
+
     def scorer(self, gp: ArchitectureGP, best: float, rng: np.random.Generator
                ) -> Callable[[np.ndarray], tuple[np.ndarray, Posterior]]:
         """``score(cache indices) -> (acquisition values, posterior)`` under ``gp`` with incumbent ``best``."""
@@ -203,21 +220,15 @@ class AutoKerasSearch(GPStrategy):
         trained = self.trained
         if not trained:
             return None
-        rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
-        start = time.perf_counter()
-        gp, best, cold = self.fit_gp()
-        fit_seconds = time.perf_counter() - start
-        self.gp = gp
+        rng, gp, best, info = self.begin_proposal()
         roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id]) for o in trained]
         annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
         proposal = annealer.optimize(self.cache, roots, self.scorer(gp, best, rng), rng)
         self.last_stats = {} if proposal is None else dict(proposal.stats)
-        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters), "cold_fit": cold,
-                                "seconds": {"gp_fit": fit_seconds, "total": time.perf_counter() - start}}
         if proposal is None:
-            return self.fallback(rng, info, "annealing found no unseen child")
-        info.update(reason="acquisition", acquisition=proposal.score, mean=proposal.mean, std=proposal.std,
-                    annealing=dict(proposal.stats))
+            return self.fallback(rng, self.finish_info(info), "annealing found no unseen child")
+        info = self.finish_info(info, reason="acquisition", acquisition=proposal.score, mean=proposal.mean,
+                                std=proposal.std, annealing=dict(proposal.stats))
         return Suggestion(proposal.graph, proposal.parent, proposal.ops, self.inherit_weights, info)
 
 

@@ -25,14 +25,13 @@ pending trial that made the same move — the same parent and the same kinds of 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from morphnas.graph.graph import Graph
-from morphnas.graph.morphisms import MorphismError, Op, random_morph
+from morphnas.graph.morphisms import Op
 from morphnas.searcher.strategies.base import Observation, Suggestion
 from morphnas.searcher.strategies.bayesian import GPStrategy
 
@@ -110,36 +109,26 @@ class BayesianSearch(GPStrategy):
                 break
             use_best = len(parents) == 1 or rng.random() < self.p_best
             parent = parents[0] if use_best else parents[int(rng.integers(1, len(parents)))]
-            length = int(rng.integers(1, self.radius + 1))
-            graph, ops = parent.architecture, []
-            try:
-                for _ in range(length):
-                    graph, op = random_morph(graph, rng, noise=self.noise, limits=self.limits)
-                    ops.append(op)
-            except MorphismError:
+            chain = self.morph_chain(parent.architecture, int(rng.integers(1, self.radius + 1)), rng)
+            if chain is None:
                 continue
+            graph, ops = chain
             key = graph.canonical_hash()
             if key in keys or self.is_seen(key):
                 continue
             keys.add(key)
-            pool.append((parent, tuple(ops), graph))
+            pool.append((parent, ops, graph))
         return pool
 
     def propose(self, trial_id: int) -> Suggestion | None:
         trained = self.trained
         if not trained:
             return None
-        rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
-        start = time.perf_counter()
-        gp, best, cold = self.fit_gp()
-        self.gp = gp
-        fit_seconds = time.perf_counter() - start
+        rng, gp, best, info = self.begin_proposal()
         pool = self.candidate_pool(rng)
-        info: dict[str, Any] = {"strategy": self.name, "gp": dict(gp.hyperparameters), "cold_fit": cold,
-                                "radius": self.radius, "pool": len(pool)}
+        info.update(radius=self.radius, pool=len(pool))
         if not pool:
-            info["seconds"] = {"gp_fit": fit_seconds, "total": time.perf_counter() - start}
-            return self.fallback(rng, info, "no unseen candidate within the trust region")
+            return self.fallback(rng, self.finish_info(info), "no unseen candidate within the trust region")
         idx = self.cache.set_scratch([g for _, _, g in pool])
         try:
             values, post = self.scorer(gp, best, rng)(idx)
@@ -151,9 +140,8 @@ class BayesianSearch(GPStrategy):
             values = values * self.diversity ** np.array([self._repeats(p.trial_id, o) for p, o, _ in pool])
         k = int(np.argmax(values))
         parent, ops, graph = pool[k]
-        info.update(reason="acquisition", acquisition=float(values[k]), mean=float(post.mean[k]),
-                    std=float(post.std[k]), ops=len(ops),
-                    seconds={"gp_fit": fit_seconds, "total": time.perf_counter() - start})
+        info = self.finish_info(info, reason="acquisition", acquisition=float(values[k]), mean=float(post.mean[k]),
+                                std=float(post.std[k]), ops=len(ops))
         return Suggestion(graph, parent.trial_id, ops, self.inherit_weights, info)
 
     @staticmethod
