@@ -13,7 +13,8 @@ throughput: the first `--train` Fashion-MNIST training images (and 1,000 validat
   tensor in memory (randperm, forward, loss, zero_grad, backward, step; an inference-mode validation pass
   each epoch). Candidate: `Trainer.fit` (uint8 data, per-epoch augmentation with crop 3 px and flips — the
   most augmentation work any recipe does on 28×28 —, per-batch normalisation, cosine schedule,
-  accuracy/loss bookkeeping, best-weight copies), and again with augmentation off. Runs are interleaved
+  accuracy/loss bookkeeping, best-weight copies), again with augmentation off, and that again with the search's
+  live progress bars updated by the per-batch hook (drawn into /dev/null as a terminal). Runs are interleaved
   in rounds in one process; every run starts from the same weights.
   Ratio = candidate images/s ÷ reference images/s (medians over rounds; also the median of the per-round
   ratios, which is robust to load that drifts between rounds), wall-clock of whole epochs including
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from morphnas.engine.progress import Progress
 from morphnas.graph import generators
 from morphnas.trainer import EpochRecord, ImageSplit, TrainConfig, Trainer, load_dataset
 
@@ -94,6 +96,12 @@ def bench_throughput(args: argparse.Namespace) -> dict:
             train, val, TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None, crop_padding=0),
             device="cpu", n_classes=10),
     }
+    # the same trainer again with the search's live progress bars fed by the per-batch hook (drawn into /dev/null
+    # as if it were a terminal): progress must cost nothing measurable
+    bars = Progress(live=True, stream=open(os.devnull, "w"))
+    bars.start_search(1, None, args.epochs, 0, lambda: 0.0)
+    hooks = {"trainer (no augmentation, live progress bars)": lambda *a: bars.on_batch(0, *a)}
+    trainers["trainer (no augmentation, live progress bars)"] = trainers["trainer (no augmentation)"]
     norm = trainers["trainer (no augmentation)"].normalizer
     fx, fvx = norm(train.x), norm(val.x)  # the reference gets its data pre-normalised, in memory
     init = default_cnn(data.input_shape, 10).state_dict()
@@ -112,10 +120,11 @@ def bench_throughput(args: argparse.Namespace) -> dict:
             model = default_cnn(data.input_shape, 10)
             model.load_state_dict(init)
             t0 = time.perf_counter()
-            res = trainer.fit(model, seed=r)
+            res = trainer.fit(model, seed=r, on_batch=hooks.get(name))
             times[name].append(time.perf_counter() - t0)
             assert res.ok, res.reason
         print(f"round {r + 1}: " + ", ".join(f"{k.split(' ')[0]} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    bars.stop()
     ref = statistics.median(times["reference (hand-written loop)"])
     out = {"images_per_run": n_images, "rounds": args.rounds, "machine": machine(), "results": {}}
     ref_times = times["reference (hand-written loop)"]
