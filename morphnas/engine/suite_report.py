@@ -357,11 +357,7 @@ def _figures(out: Path, spec: dict[str, Any], groups: dict[str, Any], labels: li
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
         ax1.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"fig_{key.replace('/', '_')}.png"
-        atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=100, format="png"))
-        plt.close(fig)
-        paths.append(str(path))
+        paths.append(_save(fig, out / f"fig_{key.replace('/', '_')}.png"))
     budgets = spec["budget"]["values"]
     if len(budgets) > 1:
         for task in [t["label"] for t in spec["tasks"]]:
@@ -376,12 +372,18 @@ def _figures(out: Path, spec: dict[str, Any], groups: dict[str, Any], labels: li
             ax.set(xlabel=f"budget ({kind})", ylabel="score at the end of the budget", title=f"{task}: score vs budget")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = out / f"fig_{task}_budget.png"
-            atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=100, format="png"))
-            plt.close(fig)
-            paths.append(str(path))
+            paths.append(_save(fig, out / f"fig_{task}_budget.png"))
     return paths
+
+
+def _save(fig: Any, path: Path) -> str:
+    """Lay out, write atomically as PNG, and close a figure; its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return str(path)
 
 
 __all__ = ["CELL_FILE", "build_report", "cell_curve", "checklist", "collect", "format_markdown", "group_report"]

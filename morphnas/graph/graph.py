@@ -454,13 +454,16 @@ class Graph:
             raise GraphError(f"{arch}: {exc}") from None
         wpath = Path(directory) / WEIGHTS_FILE
         if weights and wpath.is_file():
-            tensors = read_weights_file(wpath)
-            try:
-                graph.check_weights(tensors)
-            except GraphError as exc:
-                raise GraphError(f"{wpath}: weights do not match the architecture: {exc}") from None
-            graph.weights = tensors
+            graph._attach_weights(read_weights_file(wpath), str(wpath))
         return graph
+
+    def _attach_weights(self, tensors: Weights, where: str) -> None:
+        """Give this graph ``tensors`` after checking them; GraphError naming ``where`` when they do not fit."""
+        try:
+            self.check_weights(tensors)
+        except GraphError as exc:
+            raise GraphError(f"{where}: weights do not match the architecture: {exc}") from None
+        self.weights = tensors
 
     def to_bytes(self) -> bytes:
         """The weighted graph as one self-contained bytes blob (safetensors, architecture in its metadata): how a
@@ -475,11 +478,7 @@ class Graph:
         """Inverse of ``to_bytes``; GraphError when ``data`` is not such a blob or does not fit its architecture."""
         architecture, tensors = read_graph_blob(data)
         graph = cls.from_dict(architecture)
-        try:
-            graph.check_weights(tensors)
-        except GraphError as exc:
-            raise GraphError(f"model blob: weights do not match the architecture: {exc}") from None
-        graph.weights = tensors
+        graph._attach_weights(tensors, "model blob")
         return graph
 
     # ------------------------------------------------------------------ internal editing (morphisms)
