@@ -194,7 +194,8 @@ def test_resume_neither_repeats_nor_loses_the_final_step(budgeted, tmp_path) -> 
     morphnas.resume(run.path)  # the budget is spent and the final is done: nothing happens
     assert final.read_bytes() == before and [(t.id, t.status) for t in run.trials] == n_trials
 
-    # killed during its final training: resume does it (the budget spent, one epoch past it)
+    # killed during its final training: resume does it; with the budget spent, not one epoch fits, so the final
+    # model is the best trial's own, tested once
     lost = tmp_path / "lost"
     import shutil
 
@@ -203,8 +204,10 @@ def test_resume_neither_repeats_nor_loses_the_final_step(budgeted, tmp_path) -> 
     shutil.rmtree(lost / "models" / "final")
     redone = morphnas.resume(lost)
     report = json.loads((lost / "final.json").read_text())
-    assert report["trial"] == run.best.id and report["epochs"] == 1
+    assert report["trial"] == run.best.id and (report["retrained"], report["epochs"]) == (False, 0)
     assert [(t.id, t.status) for t in redone.trials] == n_trials
+    images = load_dataset("demo").test.x[:100]
+    assert torch.equal(redone.classifier(final=True)(images), redone.classifier(run.best.id)(images))
 
 
 # ------------------------------------------------------------------------------------------------ morphnas train

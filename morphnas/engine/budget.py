@@ -9,16 +9,20 @@ The rules, and why (docs/architecture.md, "The budget"):
 - **The final share.** ``final_time`` seconds when the configuration sets it (0: no final step), else
   ``final_reserve``: ``E`` final epochs of the best trial so far, at its *measured* epoch time scaled from the
   training split to train+validation (the final trains on both), plus the test pass (the validation pass scaled
-  to the test size) and ``FINAL_FIXED_SECONDS`` (building the trainer, saving the model, writing final.json),
-  kept between ``FINAL_SHARE_MIN`` and ``FINAL_SHARE_MAX`` of the budget. ``E`` is ``final_epochs`` when set,
-  else ``FINAL_TARGET_EPOCHS``. Before any trial has been measured the share is ``FINAL_SHARE_UNMEASURED``.
+  to the test size), one more validation pass (a trial cut before its first epoch ends validates the partial
+  one after the search's end) and ``FINAL_FIXED_SECONDS`` (building the trainer, saving the model, writing
+  final.json), kept between ``FINAL_SHARE_MIN`` and ``FINAL_SHARE_MAX`` of the budget. ``E`` is
+  ``final_epochs`` when set, else ``FINAL_TARGET_EPOCHS``. Before any trial has been measured the share is
+  ``FINAL_SHARE_UNMEASURED``.
   The share is recomputed whenever a trial is submitted, so it follows the best architecture's cost.
 - **The search's end** is the job's end minus the final share. Every trial is given it as its deadline (it is
   cut there, keeping its best epoch), and no trial is started with less search time left than a median
   finished trial's epoch: it could not finish one, and the time is worth more to the final training.
 - **The final training** plans ``floor(time left before the test / epoch time)`` epochs (at most
   ``final_epochs`` when set, else ``FINAL_MAX_EPOCHS``), so its learning-rate schedule spans exactly the
-  epochs planned, and is cut at the job's end minus the test allowance as a safety net.
+  epochs planned, and is cut at the job's end minus the test allowance (``final_allowance``: the test pass, a
+  validation pass, the fixed cost) as a safety net. When not even one epoch fits, the search's final step
+  does not retrain: the best trial's own trained model (trained on the training split only) is tested once.
 - **Margin.** Trials stop within one optimizer step of the search's end, and the final training within one step
   of its own deadline, so ``final.json`` is written before budget + ``margin_seconds(budget)`` (10 s + 1 %):
   the overshoot is one step, a validation pass of a cut epoch, and the error of the test-time estimate.
@@ -134,8 +138,14 @@ def final_reserve(budget: float, *, final_time: float | None, final_epochs: int,
     if cost is None:
         return FINAL_SHARE_UNMEASURED * budget
     epochs = final_epochs or FINAL_TARGET_EPOCHS
-    wanted = epochs * cost.epoch + cost.eval_seconds(test_images) + FINAL_FIXED_SECONDS
+    wanted = epochs * cost.epoch + cost.val + final_allowance(cost, test_images)
     return min(max(wanted, FINAL_SHARE_MIN * budget), FINAL_SHARE_MAX * budget)
+
+
+def final_allowance(cost: EpochCost, test_images: int) -> float:
+    """Seconds kept after the final training's deadline: the test pass, a validation pass (a training cut before
+    its first epoch ends validates the partial one) and ``FINAL_FIXED_SECONDS``."""
+    return cost.eval_seconds(test_images) + cost.val + FINAL_FIXED_SECONDS
 
 
 def plan_epochs(seconds: float, epoch_seconds: float, cap: int) -> int:

@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 from morphnas.engine.budget import (
-    FINAL_FIXED_SECONDS,
     FINAL_MAX_EPOCHS,
     TICK_SECONDS,
     EpochCost,
     JobClock,
     epoch_cost,
+    final_allowance,
     plan_epochs,
 )
 from morphnas.engine.config import SearchConfig
@@ -57,7 +57,7 @@ from morphnas.graph.graph import Graph, GraphError
 from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
 from morphnas.trainer.augment import Normalizer
 from morphnas.trainer.datasets import ImageDataset
-from morphnas.trainer.trainer import EpochRecord, EvalResult, Trainer, TrainResult
+from morphnas.trainer.trainer import EpochRecord, EvalResult, Trainer, TrainResult, evaluate, select_device
 
 if TYPE_CHECKING:
     from morphnas.engine.loop import Search
@@ -161,13 +161,14 @@ def measure_epoch(trainer: Trainer, graph: Graph, seed: int, seconds: float, tra
 def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: ImageDataset, *,
                 epochs: int | None, deadline: float | None, cost: EpochCost | None = None,
                 source: dict[str, Any] | None = None, test: bool = True, say: Say | None = None,
-                tick: Callable[[], None] | None = None) -> dict[str, Any]:
+                tick: Callable[[], None] | None = None, trained: Graph | None = None) -> dict[str, Any]:
     """Train ``architecture`` from scratch on ``data``'s train+validation, then test it once; the one final training.
 
     ``epochs`` (≥ 1) trains that many, at most, when they fit before ``deadline`` (absolute ``time.time()``);
     ``epochs=None`` plans as many as fit (needs a deadline). ``cost``: the measured cost of one epoch on
-    train+validation, else a probe measures it. Writes ``models/final/`` and, with ``test``, ``final.json``;
-    returns the report. ``source`` goes into the report (the trial, its validation metric...).
+    train+validation, else a probe measures it. ``trained``: the search's trained model of this architecture,
+    tested instead (no retraining) when not one epoch fits before the deadline. Writes ``models/final/`` and,
+    with ``test``, ``final.json``; returns the report. ``source`` goes into the report (the trial...).
     """
     started = time.time()
     say = say or _printer(config.quiet)
@@ -199,9 +200,13 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
             seconds = min(PROBE_MAX_SECONDS, max(0.2, PROBE_SHARE * (deadline - time.time())))
             cost = measure_epoch(trainer_for(1), graph, train_seed, seconds, len(data.train), len(monitor))
             plan["probed"] = True
-        allowance = cost.eval_seconds(n_test) + FINAL_FIXED_SECONDS
+        allowance = final_allowance(cost, n_test)
         available = deadline - allowance - time.time()
         plan.update(epoch_seconds=round(cost.epoch, 3), seconds_available=round(available, 1))
+        if available < cost.epoch and trained is not None:
+            say(f"final: one epoch (about {cost.epoch:.0f} s) does not fit in the {max(available, 0):.0f} s left: "
+                f"testing the search's own trained model instead of retraining it")
+            return _test_trained(run, config, trained, data, source, plan, test, started, deadline, say)
         if available <= 0:  # the budget was spent before the final began (a resumed run): one epoch past it
             planned = 1
             say(f"final: the time budget is spent ({-available:.0f} s over): training 1 epoch past it so that the "
@@ -231,7 +236,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
         say(f"final: cut at the deadline after {result.epochs_trained:.2f} of {planned} epochs")
     run.save_final_model(graph.with_weights_from(module))
     report: dict[str, Any] = {
-        "trial": source.pop("trial", None), **source, "epochs": planned, "epochs_run": result.epochs_run,
+        "trial": source.pop("trial", None), **source, "retrained": True, "epochs": planned,
+        "epochs_run": result.epochs_run,
         "epochs_trained": round(result.epochs_trained, 4), "stopped_by": result.stopped_by,
         "train_images": len(data.train), "seconds": result.total_seconds, "plan": plan,
     }
@@ -240,6 +246,35 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
         evaluation = trainer.evaluate(module, data.test)
         report.update({"test_images": len(data.test), "test_accuracy": evaluation.accuracy,
                        "test_loss": evaluation.loss, **per_class_report(evaluation, list(data.class_names))})
+    report["total_seconds"] = time.time() - started
+    if deadline is not None:
+        report["seconds_before_deadline"] = deadline - time.time()
+    if test:
+        run.write_final_report(report)
+    return report
+
+
+def _test_trained(run: RunDir, config: SearchConfig, trained: Graph, data: ImageDataset, source: dict[str, Any],
+                  plan: dict[str, Any], test: bool, started: float, deadline: float | None,
+                  say: Say) -> dict[str, Any]:
+    """The final step with no time to retrain: the search's trained model, kept as the final model and tested
+    once with the run's normalisation (the one it was trained with)."""
+    run.save_final_model(trained)
+    n = len(data.train)
+    report: dict[str, Any] = {
+        "trial": source.pop("trial", None), **source, "retrained": False, "epochs": 0, "epochs_run": 0,
+        "epochs_trained": 0.0, "stopped_by": "no_time", "train_images": n - max(1, round(n * config.val_fraction)),
+        "seconds": 0.0, "plan": plan,
+    }
+    if test:
+        assert data.test is not None
+        norm = run.normalization()
+        normalizer = Normalizer(torch.tensor(norm["mean"], dtype=torch.float32),
+                                torch.tensor(norm["std"], dtype=torch.float32))
+        evaluation = evaluate(trained.to_module(), data.test, normalizer, device=select_device(config.device))
+        report.update({"test_images": len(data.test), "test_accuracy": evaluation.accuracy,
+                       "test_loss": evaluation.loss, **per_class_report(evaluation, list(data.class_names))})
+        say(f"final: test accuracy {evaluation.accuracy:.2%} (the search's model, not retrained)")
     report["total_seconds"] = time.time() - started
     if deadline is not None:
         report["seconds_before_deadline"] = deadline - time.time()
@@ -334,7 +369,7 @@ def run_final_step(search: Search) -> dict[str, Any] | None:
                          epochs=config.final_epochs or None, deadline=search.clock.end(),
                          cost=search.final_epoch_cost(best), test=test, say=say,
                          source={"trial": best.id, "search_val_accuracy": best.metric},
-                         tick=lambda: search.tick(force=True))
+                         tick=lambda: search.tick(force=True), trained=run.load_model(best.id))
     run.update_job_state(final_trial=best.id, elapsed=search.elapsed())
     return report
 

@@ -181,6 +181,8 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
         epochs = f"{fin['epochs']} epochs"
         if fin.get("stopped_by") == "deadline":
             epochs = f"{fin.get('epochs_trained', 0):.2f} of {fin['epochs']} epochs (cut at the deadline)"
+        if fin.get("retrained") is False:
+            what, epochs = f"trial {fin['trial']}'s model from the search", "(no time to retrain it), trained"
         lines.append(f"final: {what} {epochs} on {fin['train_images']} images: "
                      f"test accuracy {fin['test_accuracy']:.2%} on {fin['test_images']} images")
         lines.append(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
