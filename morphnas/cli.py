@@ -388,10 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt as exc:
-        run = getattr(exc, "run", None)  # a SearchInterrupted names its run directory
-        if run is None and args.command in ("search", "resume"):
-            run = getattr(args, "run", None) or getattr(args, "out", None)
-        print(f"\ninterrupted{f'; continue with: morphnas resume {run}' if run else ''}", file=sys.stderr)
+        hint = ""
+        if args.command in ("search", "resume"):
+            run = getattr(exc, "run", None) or getattr(args, "run", None) or getattr(args, "out", None)
+            hint = f"; continue with: morphnas resume {run}" if run else ""  # SearchInterrupted names its run
+        elif args.command == "benchmark" and args.benchmark_command == "run":
+            hint = "; the same command resumes the suite"
+        print(f"\ninterrupted{hint}", file=sys.stderr)
         return 130
     except (ValueError, RunDirError, GraphError, OSError) as exc:
         print(f"morphnas: error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from morphnas.engine import budget
 from morphnas.engine.budget import EpochCost, JobClock, epoch_cost, final_reserve, margin_seconds, plan_epochs
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.setup import load_data, make_trainer
+from morphnas.storage import RunDir
 from morphnas.trainer import TrainConfig, Trainer, load_dataset
 from morphnas.trainer import trainer as trainer_module
 
@@ -261,3 +262,20 @@ def test_train_refuses_bad_input_in_one_line(tmp_path, capsys, args, message) ->
     assert code == 2 and len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
     assert not out.exists()
 
+
+
+def test_image_classifier_with_a_time_budget_gets_its_final_model_within_it(tmp_path) -> None:
+    data = load_dataset("demo")
+    x, y = data.train.x[:1000].numpy(), data.train.y[:1000].numpy()
+    start = time.time()
+    clf = morphnas.ImageClassifier(time_budget=15, max_epochs=2, directory=tmp_path / "clf", batch_size=64,
+                                   generator_args={"filters": 8, "dense_units": 16}, max_params=30_000)
+    clf.fit(x, y)  # no test split: the final step trains the final model and tests nothing
+    assert time.time() - start <= 15 + margin_seconds(15)
+    run = RunDir.open(tmp_path / "clf")
+    try:
+        assert run.has_final_model() and run.final_report() is None
+        assert run.job_state()["final_trial"] == run.best_trial().id
+    finally:
+        run.close()
+    assert clf.predict(x[:50]).shape == (50,)
