@@ -147,7 +147,8 @@ def train(config: SearchConfig | None = None, *, data: ImageDataset | None = Non
         options["architecture"] = read_architecture(arch)
     if epochs is not None:
         options["final_epochs"] = epochs
-    cfg = SearchConfig.from_dict({**base, "max_trials": None, **options, "mode": "train"})
+    search_only = {"max_trials": None, "epoch_budget": None, "final_time": None}  # a config made for a search
+    cfg = SearchConfig.from_dict({**base, **search_only, **options, "mode": "train"})
     path, _ = train_network(cfg, data=data)
     return Run(path)
 
