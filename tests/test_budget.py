@@ -150,12 +150,12 @@ def test_a_time_budget_alone_is_the_budget() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ a search
-BUDGET = 24.0
+BUDGET = 18.0
 
 
 @pytest.fixture(scope="module")
 def budgeted(tmp_path_factory):
-    """A search whose first trial cannot finish (100 epochs, no early stopping) within a 24 s job budget."""
+    """A search whose first trial cannot finish (100 epochs, no early stopping) within an 18 s job budget."""
     out = tmp_path_factory.mktemp("budget") / "run"
     start = time.time()
     run = morphnas.search(out=str(out), time_budget=BUDGET, max_epochs=100, patience=None, **TINY)
@@ -268,10 +268,10 @@ def test_image_classifier_with_a_time_budget_gets_its_final_model_within_it(tmp_
     data = load_dataset("demo")
     x, y = data.train.x[:1000].numpy(), data.train.y[:1000].numpy()
     start = time.time()
-    clf = morphnas.ImageClassifier(time_budget=15, max_epochs=2, directory=tmp_path / "clf", batch_size=64,
+    clf = morphnas.ImageClassifier(time_budget=12, max_epochs=2, directory=tmp_path / "clf", batch_size=64,
                                    generator_args={"filters": 8, "dense_units": 16}, max_params=30_000)
     clf.fit(x, y)  # no test split: the final step trains the final model and tests nothing
-    assert time.time() - start <= 15 + margin_seconds(15)
+    assert time.time() - start <= 12 + margin_seconds(12)
     run = RunDir.open(tmp_path / "clf")
     try:
         assert run.has_final_model() and run.final_report() is None
