@@ -6,6 +6,13 @@ A trial never touches the run directory: its ``TrialSpec`` carries the parent's 
 ``TrialOutcome`` carries the trained child back, so the same function runs in a thread of the driver, a local
 worker process or a Ray actor on another machine, with no shared filesystem. Only the driver writes the run
 directory (models, trial rows, TensorBoard).
+
+A trial may be cut: ``TrialSpec.deadline`` (absolute wall-clock, ``time.time()``, so it means the same in a
+worker process or on a Ray node with a synchronised clock) reaches into the trainer, which stops after the
+optimizer step that passes it; the outcome is then ``cut``, with the best finished epoch's weights (or the
+partial epoch's, validated, if none finished) and its fractional epochs in ``extra["epochs_trained"]``. A
+``stop()`` flag (the driver's second Ctrl-C, thread executor) ends the trial the same way, but its outcome is
+``pending``: it was not the trial's doing, so the driver keeps no result and ``resume`` runs it again.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class TrialSpec:
     parent_model: bytes | None = None
     limits: dict[str, int] = field(default_factory=dict)
     description: str = ""
+    deadline: float | None = None  # absolute wall-clock (time.time()) at which training is cut
 
 
 @dataclass
@@ -87,8 +95,11 @@ def build_child(spec: TrialSpec) -> Graph:
 
 
 def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = None,
-              worker: str = "") -> TrialOutcome:
-    """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises."""
+              worker: str = "", stop: Callable[[], bool] | None = None) -> TrialOutcome:
+    """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises.
+
+    Training is cut at ``spec.deadline`` (status ``cut``) or when ``stop()`` turns True (status ``pending``:
+    the driver discards it and the trial re-runs on resume)."""
     start = time.perf_counter()
     outcome = TrialOutcome(spec.trial_id, TrialStatus.FAILED, started_at=time.time(), worker=worker)
     try:
@@ -105,16 +116,27 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
 
         on_batch = getattr(progress, "on_batch", None)  # within-epoch progress: thread executor only
         result = trainer.fit(module, seed=spec.train_seed, callback=on_epoch,
-                             on_batch=functools.partial(on_batch, spec.trial_id) if on_batch else None)
-        outcome.status = TrialStatus.OK if result.ok else TrialStatus.FAILED
+                             on_batch=functools.partial(on_batch, spec.trial_id) if on_batch else None,
+                             deadline=spec.deadline, stop=stop)
+        outcome.status = _status(result.status, result.stopped_by)
         outcome.reason = result.reason
         outcome.metric, outcome.loss, outcome.best_epoch = result.best_metric, result.best_loss, result.best_epoch
         outcome.epochs, outcome.stopped_by = result.epochs_run, result.stopped_by
         outcome.history = [dataclasses.asdict(r) for r in result.history]
         outcome.train_seconds = result.total_seconds
-        if result.ok:
+        outcome.extra["epochs_trained"] = round(result.epochs_trained, 4)
+        if outcome.status.has_metric:
             outcome.model = graph.with_weights_from(module).to_bytes()
     except Exception:
         outcome.status, outcome.reason = TrialStatus.FAILED, traceback.format_exc()
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _status(status: str, stopped_by: str) -> TrialStatus:
+    """The trial status of a ``TrainResult``: cut at the deadline is ``cut``; stopped by the driver, ``pending``."""
+    if status == "ok":
+        return TrialStatus.OK
+    if status == "cut":
+        return TrialStatus.CUT if stopped_by == "deadline" else TrialStatus.PENDING
+    return TrialStatus.FAILED
