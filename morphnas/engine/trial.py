@@ -6,6 +6,13 @@ A trial never touches the run directory: its ``TrialSpec`` carries the parent's 
 ``TrialOutcome`` carries the trained child back, so the same function runs in a thread of the driver, a local
 worker process or a Ray actor on another machine, with no shared filesystem. Only the driver writes the run
 directory (models, trial rows, TensorBoard).
+
+Every outcome also says what its candidate cost, in ``extra`` (stored as is in the trial row, where
+``TrialRecord.flops`` and ``TrialRecord.train_images_per_second`` read them): ``macs`` and ``flops`` per image of
+one forward pass, computed from the architecture (``Graph.macs``; None for a layer kind that does not define its
+cost), and, once an epoch has trained, the measured ``train_images_per_second`` (training only, compiling
+excluded) and ``seconds_per_epoch`` (training and validation). FLOPs are known before training, for any
+candidate; throughput is what this machine actually did, with its memory-bound layers and its load.
 """
 
 from __future__ import annotations
@@ -86,6 +93,15 @@ def build_child(spec: TrialSpec) -> Graph:
     return Graph.from_dict(spec.architecture).init_weights(spec.init_seed)
 
 
+def cost_extra(graph: Graph) -> dict[str, int | None]:
+    """``macs`` and ``flops`` per image of ``graph``'s forward pass, None where a layer kind cannot say its cost."""
+    try:
+        macs: int | None = graph.macs()
+    except NotImplementedError:
+        macs = None
+    return {"macs": macs, "flops": None if macs is None else 2 * macs}
+
+
 def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = None,
               worker: str = "") -> TrialOutcome:
     """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises."""
@@ -94,6 +110,7 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
     try:
         graph = build_child(spec)
         outcome.n_params = graph.n_params()
+        outcome.extra.update(cost_extra(graph))
         module = graph.to_module()
         if spec.parent is not None and spec.inherit:
             loss, acc = trainer.validate(module)  # where the child starts: its parent's accuracy, morphed
@@ -112,6 +129,12 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
         outcome.epochs, outcome.stopped_by = result.epochs_run, result.stopped_by
         outcome.history = [dataclasses.asdict(r) for r in result.history]
         outcome.train_seconds = result.total_seconds
+        if result.history:
+            outcome.extra["train_images_per_second"] = result.train_images_per_second
+            outcome.extra["seconds_per_epoch"] = sum(r.seconds for r in result.history) / len(result.history)
+        if result.compile_seconds or result.compile_error:
+            outcome.extra["compile_seconds"] = result.compile_seconds
+            outcome.extra["compile_error"] = result.compile_error
         if result.ok:
             outcome.model = graph.with_weights_from(module).to_bytes()
     except Exception:
