@@ -21,9 +21,10 @@ Options for the final retrain, all off by default so that search trials train as
 - `lr_scaling`: the learning rate is given for batch 128 and scaled linearly or by the square root with the
   batch size (Goyal et al. 2017; Krizhevsky 2014), so batch-size experiments keep a comparable schedule.
 - `compile`: `torch.compile` of the training step's module (validation runs eager: a second compile for eval
-  mode and the last short batch would cost more than it saves). Compiling costs seconds to a minute per
-  architecture, so it pays only for long fits; if compiling fails for any reason the fit warns once, trains the
-  eager module from the same step, and records why (`TrainResult.compile_error`): it never fails a trial.
+  mode and the last short batch would cost more than it saves). Compiling costs seconds to minutes per
+  architecture on a CPU (every new architecture compiles anew), so it can pay only for long fits. If compiling
+  fails for any reason the fit warns once, trains the eager module from the same step, and records why
+  (`TrainResult.compile_error`): it never fails a trial.
 """
 
 from __future__ import annotations
