@@ -1,6 +1,6 @@
 """morphnas: neural architecture search by network morphism guided by Bayesian optimization.
 
-The public API: ``search``, ``resume``, ``Run``, ``compare``, ``ImageClassifier`` and ``SearchConfig``.
+The public API: ``search``, ``resume``, ``train``, ``Run``, ``compare``, ``ImageClassifier`` and ``SearchConfig``.
 The four parts live in ``morphnas.graph`` (architectures and morphisms), ``morphnas.searcher`` (distances,
 kernels, GP, acquisitions, strategies), ``morphnas.trainer`` (datasets and training) and
 ``morphnas.storage`` (run directories); ``morphnas.engine`` wires them into searches.
@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("ImageClassifier", "Run", "SearchConfig", "compare", "resume", "search")
+_API = ("ImageClassifier", "Run", "SearchConfig", "compare", "resume", "search", "train")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,10 @@
-"""The command line: ``morphnas search | resume | report | final | export | compare | benchmark run|report``.
+"""The command line: ``morphnas search | resume | report | final | export | compare | train | benchmark``.
 
-``morphnas search`` with no arguments runs a short demo search on the demo data shipped in the package.
+``morphnas search`` with no arguments runs a short demo search on the demo data shipped in the package;
+``morphnas search --dataset fashion-mnist --time-budget 1h`` searches and then retrains and tests the best
+network, all within the hour; ``morphnas train --generator resnet --time-budget 1h`` trains a hand-designed
+network with the same recipe and protocol, the baseline to compare a search with. Bad input is one line on
+stderr and exit status 2; Ctrl-C is exit status 130 with the command that continues the run.
 """
 
 from __future__ import annotations
@@ -11,21 +15,76 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from morphnas.graph.graph import GraphError
 from morphnas.storage.rundir import RunDirError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parse_duration(text: str) -> float:
-    """Seconds from '90', '90s', '30m', '1.5h'."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (expected e.g. 90, 90s, 30m, 1.5h)")
-    value = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    """Seconds from '90', '90s', '30m', '1.5h' (positive)."""
+    value = _duration(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"a duration must be positive, got {text!r}")
     return value
+
+
+def parse_duration_or_zero(text: str) -> float:
+    """Seconds from '0', '90', '90s', '30m', '1.5h' (0 allowed: e.g. no final step)."""
+    return _duration(text)
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (expected e.g. 90, 90s, 30m, 1.5h)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def parse_key_values(text: str) -> dict[str, Any]:
+    """``filters=8,dense_units=16`` as a dict; values read as JSON where they parse (8, 0.5, true, [3,3]),
+    else as strings."""
+    out: dict[str, Any] = {}
+    for item in _split_top_level(text):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"not KEY=VALUE: {item!r} (expected e.g. filters=8,dense_units=16)")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas outside brackets, so ``block_layers=[4,4,4]`` stays whole."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[{("
+        depth -= ch in "]})"
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        items.append(current)
+    return items
+
+
+class _MergeKeyValues(argparse.Action):
+    """A repeatable KEY=VALUE[,KEY=VALUE...] option, merged into one dict."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), **values})
 
 
 def _search_options(p: argparse.ArgumentParser) -> None:
@@ -38,8 +97,14 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", help="GP kernel of the bayesian strategies: bourgain (default), exp-distance, wl")
     p.add_argument("--acquisition", help="acquisition of the bayesian strategies: ucb (default), ei, pi, thompson")
     p.add_argument("--generator", help="initial architecture: cnn (default), resnet, densenet, mlp")
-    p.add_argument("--max-trials", type=int)
-    p.add_argument("--time-budget", type=parse_duration, help="wall-clock budget, e.g. 3600, 30m, 2h")
+    p.add_argument("--generator-args", type=parse_key_values, action=_MergeKeyValues, metavar="KEY=VALUE,...",
+                   help="the generator's arguments, e.g. filters=32,dense_units=64 (repeatable)")
+    p.add_argument("--max-trials", type=int, help="trial budget (default 5 when no time budget is given)")
+    p.add_argument("--time-budget", type=parse_duration,
+                   help="wall-clock budget of the whole job, search + final training + test, e.g. 3600, 30m, 2h")
+    p.add_argument("--final-time", type=parse_duration_or_zero,
+                   help="share of --time-budget kept for the final training and test (default: from the measured "
+                        "epoch times; 0: no final step)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial (early stopping may stop sooner)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
@@ -57,17 +122,19 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial, may be fractional, e.g. 0.5 "
                                                          "(default: 1 where the cluster has GPUs)")
     p.add_argument("--final-epochs", type=int, help="after the search, retrain the best on train+val this many "
-                                                    "epochs and test it once")
+                                                    "epochs (at most, under a time budget) and test it once")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<strategy>-s<seed>-<time>)")
     p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
                    help="import this module or .py file first (e.g. one registering a kernel); repeatable; "
                         "kept in the run so resume, report and export import it too")
 
 
-_SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquisition", "generator", "max_trials",
-                "time_budget", "max_epochs", "batch_size", "seed", "device", "executor", "workers", "sync",
-                "threads_per_trial", "ray_address", "cpus_per_trial", "gpus_per_trial", "final_epochs", "out",
-                "plugins")
+_SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquisition", "generator",
+                "generator_args", "max_trials", "time_budget", "final_time", "max_epochs", "batch_size", "seed",
+                "device", "executor", "workers", "sync", "threads_per_trial", "ray_address", "cpus_per_trial",
+                "gpus_per_trial", "final_epochs", "out", "plugins")
+_TRAIN_KEYS = ("dataset", "data_dir", "download", "generator", "generator_args", "time_budget", "batch_size",
+               "seed", "device", "out", "plugins")
 
 
 def _progress_flag(args: argparse.Namespace) -> None:
@@ -93,7 +160,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not config.quiet:
         budget = f"{config.max_trials} trials" if config.max_trials else ""
         if config.time_budget:
-            budget += f"{' or ' if budget else ''}{config.time_budget:.0f} s"
+            budget += (f"{' or ' if budget else ''}{config.time_budget:.0f} s"
+                       + (" for search, final training and test" if config.wants_final else ""))
         print(f"morphnas search: {config.strategy} on {config.dataset}, {budget}, up to {config.max_epochs} "
               f"epochs per trial, seed {config.seed}", flush=True)
     run = search(config)
@@ -101,7 +169,36 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where(path: Path, quiet: bool) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
+    from morphnas.engine.api import read_architecture, train
+    from morphnas.engine.config import SearchConfig
+
+    overrides = {key: getattr(args, key) for key in _TRAIN_KEYS if getattr(args, key, None) is not None}
+    if args.architecture is not None and (args.generator is not None or args.generator_args is not None):
+        raise ValueError("give --generator (with --generator-args) or --architecture, not both")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.epochs is None and args.time_budget is None:
+        raise ValueError("say how long to train: --epochs N or --time-budget DURATION (e.g. 1h)")
+    if args.architecture is not None:
+        overrides["architecture"] = read_architecture(args.architecture)
+    if args.epochs is not None:
+        overrides["final_epochs"] = args.epochs
+    overrides.update(mode="train", max_trials=None, epoch_budget=None, final_time=None, quiet=bool(args.quiet))
+    config = SearchConfig.from_toml(args.config, **overrides) if args.config else SearchConfig.from_dict(overrides)
+    if not config.quiet:
+        what = args.architecture or f"{config.generator}" + (f" {config.generator_args}" if config.generator_args
+                                                              else "")
+        length = (f"{config.time_budget:.0f} s (epochs planned to fit" + (f", at most {config.final_epochs}"
+                                                                          if config.final_epochs else "") + ")"
+                  if config.time_budget else f"{config.final_epochs} epochs")
+        print(f"morphnas train: {what} on {config.dataset}, {length}, seed {config.seed}", flush=True)
+    run = train(config)
+    _where(run.path, config.quiet, search=False)
+    return 0
+
+
+def _where(path: Path, quiet: bool, search: bool = True) -> None:
     from morphnas.engine.results import format_report, report
 
     if quiet:
@@ -110,9 +207,10 @@ def _where(path: Path, quiet: bool) -> None:
     print()
     print(format_report(report(path)))
     print(f"\nrun directory:  {path}")
-    print(f"tensorboard:    tensorboard --logdir {path / 'tb'}")
+    if search:
+        print(f"tensorboard:    tensorboard --logdir {path / 'tb'}")
     print(f"report:         morphnas report {path}")
-    print(f"export:         morphnas export {path}")
+    print(f"export:         morphnas export {path}{'' if search else ' --final'}")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -136,7 +234,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_final(args: argparse.Namespace) -> int:
     from morphnas.engine.results import final_evaluation, format_report, report
 
-    final_evaluation(args.run, args.epochs, args.trial, quiet=args.quiet)
+    epochs = args.epochs if args.epochs is not None or args.time_budget is not None else 10
+    final_evaluation(args.run, epochs, args.trial, quiet=args.quiet, time_budget=args.time_budget)
     rep = report(args.run, plot=False)
     print(json.dumps(rep["final"], indent=1) if args.json else format_report(rep, top=3))
     return 0
@@ -194,8 +293,8 @@ def cmd_benchmark_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="morphnas", description="Neural architecture search by network "
-                                     "morphism guided by Bayesian optimization.")
+    parser = _Parser(prog="morphnas", description="Neural architecture search by network morphism guided by "
+                     "Bayesian optimization.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("search", help="run a new search (no arguments: a short demo on the packaged demo data)")
     _search_options(p)
@@ -205,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a search (after a crash, or with a larger budget)")
     p.add_argument("run")
     p.add_argument("--max-trials", type=int)
-    p.add_argument("--time-budget", type=parse_duration)
+    p.add_argument("--time-budget", type=parse_duration, help="a new budget for the whole job (over all sessions)")
+    p.add_argument("--final-time", type=parse_duration_or_zero, help="a new share of it for the final step")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars on a terminal, plain lines")
     p.set_defaults(func=cmd_resume)
@@ -218,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("final", help="retrain the best architecture on train+validation and test it once")
     p.add_argument("run")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, help="epochs (default 10; with --time-budget, at most this many)")
+    p.add_argument("--time-budget", type=parse_duration, help="train as many epochs as fit in this, then test")
     p.add_argument("--trial", type=int, help="a trial other than the best")
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -236,6 +337,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write the best-so-far curves to this PNG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("train", help="train one hand-designed network on train+validation and test it once: the "
+                                     "baseline a search is compared with (same recipe, budget and protocol)")
+    p.add_argument("--generator", help="cnn (default), resnet, densenet, mlp")
+    p.add_argument("--generator-args", type=parse_key_values, action=_MergeKeyValues, metavar="KEY=VALUE,...",
+                   help="the generator's arguments, e.g. depth=20,width=16 (repeatable)")
+    p.add_argument("--architecture", metavar="PATH", help="an architecture.json (or a model directory holding "
+                                                          "one, e.g. RUN/models/3) instead of a generator")
+    p.add_argument("--epochs", type=int, help="epochs (with --time-budget: at most this many)")
+    p.add_argument("--time-budget", type=parse_duration,
+                   help="wall-clock budget, training and test; epochs planned to fit, e.g. 3600, 30m, 1h")
+    p.add_argument("--config", help="TOML file with trainer settings (SearchConfig keys; flags given here win)")
+    p.add_argument("--dataset", help="demo (default), fashion-mnist, mnist, cifar10, or a path to an .npz")
+    p.add_argument("--data-dir", help="directory holding the dataset files")
+    p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--out", help="run directory (default runs/<dataset>-train-<generator>-s<seed>-<time>)")
+    p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
+                   help="import this module or .py file first (e.g. one registering a layer kind)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the run directory")
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("benchmark", help="benchmark suites: strategies × seeds × tasks at equal budgets, with stats")
     bsub = p.add_subparsers(dest="benchmark_command", metavar="run|report", required=True)
     b = bsub.add_parser("run", help="run (or resume) every cell of a suite file into DIR, then write its report")
@@ -264,9 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except KeyboardInterrupt:
-        run = getattr(args, "run", None) or getattr(args, "out", None)
-        print(f"\ninterrupted{f'; continue with: morphnas resume {run}' if run else ''}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = ""
+        if args.command in ("search", "resume"):
+            run = getattr(exc, "run", None) or getattr(args, "run", None) or getattr(args, "out", None)
+            hint = f"; continue with: morphnas resume {run}" if run else ""  # SearchInterrupted names its run
+        elif args.command == "benchmark" and args.benchmark_command == "run":
+            hint = "; the same command resumes the suite"
+        print(f"\ninterrupted{hint}", file=sys.stderr)
         return 130
     except (ValueError, RunDirError, GraphError, OSError) as exc:
         print(f"morphnas: error: {exc}", file=sys.stderr)

@@ -10,13 +10,17 @@ import sys
 from pathlib import Path
 
 
-def cli(*args: str, cwd: Path | None = None, threads: int | None = None) -> subprocess.Popen:
-    """``python -m morphnas.cli ARGS`` as a child process (unbuffered; ``threads`` caps its intra-op threads)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def cli(*args: str, cwd: Path | None = None, threads: int | None = None, env: dict[str, str] | None = None,
+        new_session: bool = False) -> subprocess.Popen:
+    """``python -m morphnas.cli ARGS`` as a child process (unbuffered; ``threads`` caps its intra-op threads;
+    ``env`` adds variables; ``new_session`` makes it lead its own process group, like a terminal's job, so that
+    ``os.killpg`` reaches it and its workers as a Ctrl-C would)."""
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if threads is not None:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return subprocess.Popen([sys.executable, "-m", "morphnas.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+                            stderr=subprocess.STDOUT, text=True, env=environ, cwd=cwd,
+                            start_new_session=new_session)
 
 
 def finished_trials(run: Path) -> int:
@@ -26,6 +30,6 @@ def finished_trials(run: Path) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed')").fetchone()[0]
+            return con.execute("SELECT COUNT(*) FROM trials WHERE status IN ('ok', 'failed', 'cut')").fetchone()[0]
     except sqlite3.Error:
         return 0

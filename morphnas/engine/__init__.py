@@ -4,7 +4,7 @@ It wires the four parts together (graph, searcher, trainer, storage) and is the 
 all of them, so the parts themselves keep one-way dependencies.
 """
 
-from morphnas.engine.api import ImageClassifier, Run, compare, resume, search
+from morphnas.engine.api import ImageClassifier, Run, compare, resume, search, train
 from morphnas.engine.config import SearchConfig
 
-__all__ = ["ImageClassifier", "Run", "SearchConfig", "compare", "resume", "search"]
+__all__ = ["ImageClassifier", "Run", "SearchConfig", "compare", "resume", "search", "train"]

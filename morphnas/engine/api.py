@@ -1,8 +1,10 @@
-"""The Python API: ``search``, ``resume``, ``Run`` (a run directory's results), and ``ImageClassifier``.
+"""The Python API: ``search``, ``resume``, ``train``, ``Run`` (a run directory's results), ``ImageClassifier``.
 
     import morphnas
     run = morphnas.search(dataset="fashion-mnist", strategy="bayesian", max_trials=20, out="runs/fm")
     print(run.best.metric); run.export("exported/")
+    run = morphnas.search(dataset="fashion-mnist", time_budget=3600)   # search + final + test in one hour
+    base = morphnas.train(dataset="fashion-mnist", generator="resnet", time_budget=3600)  # the baseline
 
     clf = morphnas.ImageClassifier(max_trials=10).fit(x_train, y_train)   # labels: strings or any integers
     clf.evaluate(x_test, y_test); clf.predict(x_test)                     # labels of the user's kind
@@ -20,10 +22,11 @@ from torch import nn
 
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.export import export as export_run
-from morphnas.engine.loop import Progress, create_search, open_search
+from morphnas.engine.final import run_final_step, train_network
+from morphnas.engine.loop import Progress, Search, SearchInterrupted, create_search, open_search
 from morphnas.engine.results import classifier, compare, final_evaluation, report, retrain_final
 from morphnas.engine.setup import stored_config
-from morphnas.graph.graph import Graph
+from morphnas.graph.graph import Graph, GraphError
 from morphnas.storage.rundir import RunDir, TrialRecord
 from morphnas.trainer.arrays import LabelEncoding
 from morphnas.trainer.datasets import ImageDataset, as_images, from_arrays
@@ -65,9 +68,11 @@ class Run:
     def report(self, plot: bool = True) -> dict[str, Any]:
         return report(self.path, plot=plot)
 
-    def final_evaluation(self, epochs: int, trial: int | None = None, quiet: bool = False) -> dict[str, Any]:
-        """Retrain the best architecture on train+validation and test it once (see results.final_evaluation)."""
-        return final_evaluation(self.path, epochs, trial, quiet=quiet)
+    def final_evaluation(self, epochs: int | None = None, trial: int | None = None, quiet: bool = False,
+                         time_budget: float | None = None) -> dict[str, Any]:
+        """Retrain the best architecture on train+validation for ``epochs`` or within ``time_budget`` seconds,
+        and test it once (see final.final_evaluation)."""
+        return final_evaluation(self.path, epochs, trial, quiet=quiet, time_budget=time_budget)
 
     def export(self, out: str | Path, trial: int | None = None, final: bool = False) -> dict[str, Any]:
         return export_run(self.path, out, trial, final=final)
@@ -95,28 +100,80 @@ def search(config: SearchConfig | None = None, *, data: ImageDataset | None = No
     ``data`` may be an ImageDataset (e.g. from ``morphnas.trainer.from_arrays``); it is then kept in the run.
     ``labels`` names the user's label of each of its classes (``LabelEncoding``), kept in the run before the
     first trial so that exports map class indices back to them.
-    With ``final_epochs > 0`` the best architecture is retrained on train+validation and tested once.
+    With a ``time_budget`` (the whole job's) or ``final_epochs > 0``, the best architecture is then retrained on
+    train+validation and tested once (``final.json``), within what is left of the budget.
+    Ctrl-C: ``SearchInterrupted`` (a KeyboardInterrupt; ``resume`` continues the run).
     """
     base = config.to_dict() if config is not None else {}
     cfg = SearchConfig.from_dict({**base, **options})
     s = create_search(cfg, data=data, progress=Progress(cfg.quiet))
     if labels is not None:
         s.run_dir.write_labels(list(labels.class_names), list(labels.values), labels.label_type)
-    s.run()
-    path = s.run_dir.path
-    s.run_dir.close()
-    run = Run(path)
-    if cfg.final_epochs > 0 and run.best is not None:
-        run.final_evaluation(cfg.final_epochs, quiet=cfg.quiet)
-    return run
+    return _finish(s)
 
 
 def resume(path: str | Path, **overrides: Any) -> Run:
-    """Continue the search in ``path`` (e.g. after a crash, or with a larger ``max_trials``)."""
-    s = open_search(path, overrides or None)
-    s.run()
-    s.run_dir.close()
+    """Continue the search in ``path`` (after a crash or Ctrl-C, or with a larger budget), then its final step if
+    it has one and it is not done: the same job budget, counted over sessions."""
+    return _finish(open_search(path, overrides or None))
+
+
+def _finish(s: Search) -> Run:
+    """Run the search, then its final step; a Ctrl-C during either is a ``SearchInterrupted`` naming the run."""
+    path = s.run_dir.path
+    try:
+        s.run()
+        run_final_step(s)
+    except SearchInterrupted:
+        raise
+    except KeyboardInterrupt:
+        raise SearchInterrupted(path) from None
+    finally:
+        s.run_dir.close()
     return Run(path)
+
+
+def train(config: SearchConfig | None = None, *, data: ImageDataset | None = None, epochs: int | None = None,
+          **options: Any) -> Run:
+    """Train one hand-designed network (``generator`` + ``generator_args``, or ``architecture``: a Graph, its
+    JSON dict, or the path of an ``architecture.json`` / a model directory) on train+validation for ``epochs``
+    or within ``time_budget`` seconds, with the search's final recipe, and test it once; returns its Run.
+
+    The run directory has no trials: ``final.json`` and ``models/final/`` (``Run.export(out, final=True)``).
+    """
+    base = config.to_dict() if config is not None else {}
+    arch = options.pop("architecture", base.pop("architecture", None))
+    if arch is not None:
+        options["architecture"] = read_architecture(arch)
+    if epochs is not None:
+        options["final_epochs"] = epochs
+    search_only = {"max_trials": None, "epoch_budget": None, "final_time": None}  # a config made for a search
+    cfg = SearchConfig.from_dict({**base, **search_only, **options, "mode": "train"})
+    path, _ = train_network(cfg, data=data)
+    return Run(path)
+
+
+def read_architecture(source: Graph | dict[str, Any] | str | Path) -> dict[str, Any]:
+    """An architecture as its JSON dict, from a Graph, a dict, or an ``architecture.json`` file or the directory
+    holding one; ValueError (GraphError) naming the file and what is wrong."""
+    if isinstance(source, Graph):
+        return source.without_weights().to_dict()
+    if isinstance(source, dict):
+        return Graph.from_dict(source).to_dict()
+    path = Path(source)
+    if path.is_dir():
+        return Graph.load(path, weights=False).to_dict()
+    if not path.is_file():
+        raise GraphError(f"architecture file {path} does not exist (expected an architecture.json, or a model "
+                         "directory holding one)")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise GraphError(f"{path}: not an architecture JSON file ({exc})") from None
+    try:
+        return Graph.from_json(text).to_dict()
+    except GraphError as exc:
+        raise GraphError(f"{path}: {exc}") from None
 
 
 class ImageClassifier:
@@ -155,11 +212,16 @@ class ImageClassifier:
                            class_names=labels.class_names, name="arrays")
         out = self.directory or Path(tempfile.mkdtemp(prefix="morphnas-"))
         final = int(self.options["final_epochs"])
-        self.run = search(data=data, labels=labels, dataset="arrays", out=str(out),
-                          **{**self.options, "final_epochs": 0})
+        if self.options.get("time_budget") is not None:  # one budget: the search's final step trains the model
+            self.run = search(data=data, labels=labels, dataset="arrays", out=str(out), **self.options)
+            with _opened(self.run.path) as run:
+                final = int(run.has_final_model())
+        else:
+            self.run = search(data=data, labels=labels, dataset="arrays", out=str(out),
+                              **{**self.options, "final_epochs": 0})
+            if final > 0:
+                self._final(final, data)
         self.labels = labels
-        if final > 0:
-            self._final(final, data)
         self._model = self.run.classifier(final=final > 0)
         return self
 
@@ -210,4 +272,4 @@ class ImageClassifier:
         return self.run.export(out, final=final)
 
 
-__all__ = ["ImageClassifier", "Run", "compare", "resume", "search"]
+__all__ = ["ImageClassifier", "Run", "compare", "read_architecture", "resume", "search", "train"]

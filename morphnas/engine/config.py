@@ -1,4 +1,10 @@
-"""The resolved configuration of a search: one dataclass, loadable from TOML, checked with clear errors."""
+"""The resolved configuration of a search: one dataclass, loadable from TOML, checked with clear errors.
+
+Budgets: ``max_trials`` defaults to 5 only when no other budget is given, so ``time_budget = 3600`` alone (or
+``morphnas search --time-budget 1h``) means "one hour", not "5 trials or one hour". ``time_budget`` is the
+whole job's: the search and the final training and test (``engine/budget.py`` has the rule for the final's
+share, ``final_time`` overrides it, 0 turns the final step off).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,18 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 EXECUTORS = ("thread", "process", "ray")
+MODES = ("search", "train")
+DEFAULT_TRIALS = 5  # max_trials of a search given no budget at all (the demo)
+
+
+class _Unset:
+    """The default of ``max_trials``: DEFAULT_TRIALS if no other budget is set, else no trial cap."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
 
 
 @dataclass
@@ -30,8 +48,8 @@ class SearchConfig:
     strategy_args: dict[str, Any] = field(default_factory=dict)
     generator: str = "cnn"
     generator_args: dict[str, Any] = field(default_factory=dict)
-    max_trials: int | None = 5
-    time_budget: float | None = None  # seconds of wall-clock for the whole search
+    max_trials: int | None = _UNSET  # default: 5 if no other budget is set, else None
+    time_budget: float | None = None  # seconds of wall-clock for the whole job: search + final training + test
     epoch_budget: int | None = None  # training epochs of all finished trials together (stop suggesting at it)
     max_epochs: int = 3
     patience: int | None = 3
@@ -55,19 +73,31 @@ class SearchConfig:
     max_layers: int = 120
     max_params: int = 5_000_000
     max_width: int = 512
-    final_epochs: int = 0  # > 0: retrain the best architecture this long on train+val, test once
+    final_epochs: int = 0  # > 0: retrain the best on train+val this long (at most, under a time budget), test once
+    final_time: float | None = None  # seconds of time_budget kept for the final step; None: from measured epochs
     out: str | None = None
     quiet: bool = False
     plugins: list[str] = field(default_factory=list)  # modules or .py files imported before anything is built
     objective: str | None = None  # a registered synthetic objective scores trials instead of training (no data)
     objective_options: dict[str, Any] = field(default_factory=dict)  # passed to the objective's factory
+    mode: str = "search"  # "train": no search, only the final training of one architecture (`morphnas train`)
+    architecture: dict[str, Any] | None = None  # mode "train": the architecture (JSON) if not the generator's
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> SearchConfig:
         """Raise ValueError naming the first impossible setting."""
-        if self.max_trials is not None and (not isinstance(self.max_trials, int) or self.max_trials < 1):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.mode == "search" and self.architecture is not None:
+            raise ValueError("architecture is the architecture of a `morphnas train` job (mode 'train'); a search "
+                             "starts from its generator")
+        if isinstance(self.max_trials, _Unset):
+            no_budget = self.time_budget is None and self.epoch_budget is None and self.mode == "search"
+            self.max_trials = DEFAULT_TRIALS if no_budget else None
+        if self.max_trials is not None and (not isinstance(self.max_trials, int) or isinstance(self.max_trials, bool)
+                                            or self.max_trials < 1):
             raise ValueError(f"max_trials must be a positive integer (or None), got {self.max_trials!r}")
         if self.time_budget is not None and not (isinstance(self.time_budget, int | float)
                                                  and math.isfinite(self.time_budget) and self.time_budget > 0):
@@ -75,7 +105,9 @@ class SearchConfig:
         if self.epoch_budget is not None and (not isinstance(self.epoch_budget, int)
                                               or isinstance(self.epoch_budget, bool) or self.epoch_budget < 1):
             raise ValueError(f"epoch_budget must be a positive integer (or None), got {self.epoch_budget!r}")
-        if self.max_trials is None and self.time_budget is None and self.epoch_budget is None:
+        if self.mode == "train":
+            self._validate_train()
+        elif self.max_trials is None and self.time_budget is None and self.epoch_budget is None:
             raise ValueError("a search needs a budget: set max_trials, time_budget or epoch_budget")
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
@@ -102,8 +134,21 @@ class SearchConfig:
         if not isinstance(self.plugins, list | tuple) or not all(isinstance(p, str) and p for p in self.plugins):
             raise ValueError(f"plugins must be a list of module names or .py paths, got {self.plugins!r}")
         self.plugins = list(self.plugins)
-        if self.final_epochs < 0:
-            raise ValueError(f"final_epochs must be >= 0, got {self.final_epochs!r}")
+        if not isinstance(self.final_epochs, int) or isinstance(self.final_epochs, bool) or self.final_epochs < 0:
+            raise ValueError(f"final_epochs must be a non-negative integer, got {self.final_epochs!r}")
+        if self.final_time is not None:
+            if not (isinstance(self.final_time, int | float) and not isinstance(self.final_time, bool)
+                    and math.isfinite(self.final_time) and self.final_time >= 0):
+                raise ValueError(f"final_time must be a number of seconds >= 0 (0: no final step), "
+                                 f"got {self.final_time!r}")
+            if self.final_time == 0 and self.final_epochs:
+                raise ValueError(f"final_time = 0 turns the final step off, but final_epochs = {self.final_epochs} "
+                                 "asks for one: set one of them")
+            if self.final_time > 0 and self.time_budget is None:
+                raise ValueError("final_time is the final step's share of time_budget: set time_budget too")
+            if self.time_budget is not None and self.final_time >= self.time_budget:
+                raise ValueError(f"final_time ({self.final_time:g} s) must be less than time_budget "
+                                 f"({self.time_budget:g} s): the search needs some of it")
         if self.objective is not None:
             if not isinstance(self.objective, str) or not self.objective:
                 raise ValueError(f"objective must be the name of a registered objective, got {self.objective!r}")
@@ -112,9 +157,30 @@ class SearchConfig:
                                  "use max_trials (or time_budget)")
             if self.final_epochs:
                 raise ValueError("an objective has no data to retrain on: set final_epochs = 0 with an objective")
+            if self.final_time:
+                raise ValueError("an objective has no data to retrain on: leave final_time unset with an objective")
         if not isinstance(self.objective_options, dict):
             raise ValueError(f"objective_options must be a table of options, got {self.objective_options!r}")
         return self
+
+    def _validate_train(self) -> None:
+        """The settings of a ``morphnas train`` job: one architecture, epochs or a time budget, no search."""
+        if self.max_trials is not None or self.epoch_budget is not None or self.objective is not None:
+            raise ValueError("mode 'train' runs no search: leave max_trials, epoch_budget and objective unset")
+        if self.final_time is not None:
+            raise ValueError("mode 'train' spends its whole time_budget on the training: leave final_time unset")
+        if not self.final_epochs and self.time_budget is None:
+            raise ValueError("training needs a length: set epochs (final_epochs) or a time_budget")
+        if self.architecture is not None and not isinstance(self.architecture, dict):
+            raise ValueError(f"architecture must be an architecture's JSON object, got {type(self.architecture)}")
+
+    @property
+    def wants_final(self) -> bool:
+        """Whether the job ends with the final training and test: ``final_epochs`` set, or a time budget (unless
+        ``final_time`` is 0); never on a synthetic objective."""
+        if self.objective is not None or self.final_time == 0:
+            return False
+        return self.mode == "train" or self.final_epochs > 0 or self.time_budget is not None
 
     def with_threads(self, threads: int) -> SearchConfig:
         """A copy whose trainers use ``threads`` intra-op threads (0: PyTorch's default)."""

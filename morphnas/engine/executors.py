@@ -39,13 +39,18 @@ class ThreadPool(WorkerPool):
         self.trainer = trainer
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="morphnas-trial")
+        self._stop = threading.Event()  # a thread cannot be killed: the trial's trainer reads this after each step
 
     @property
     def n_workers(self) -> int:
         return 1
 
     def submit(self, spec: TrialSpec) -> Future[TrialOutcome]:
-        return self._pool.submit(run_trial, spec, self.trainer, self.progress, "thread")
+        return self._pool.submit(run_trial, spec, self.trainer, self.progress, "thread", stop=self._stop.is_set)
+
+    def cut(self) -> None:
+        """Stop the running trial after its current optimizer step (its outcome is ``pending``: not kept)."""
+        self._stop.set()
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)

@@ -215,7 +215,8 @@ def export(path: str | Path, out: str | Path, trial: int | None = None, final: b
         raise ImportError(ONNX_MISSING)
     run = RunDir.open(path)
     try:
-        stored_config(run)  # imports the run's plugins
+        config = stored_config(run)  # imports the run's plugins
+        final = final or (config.mode == "train" and trial is None)  # a `morphnas train` run: its one model
         norm = run.normalization()
         if final:
             graph, source = run.load_final_model(), "final"

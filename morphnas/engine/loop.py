@@ -17,6 +17,18 @@ A worker lost mid-trial (killed, out of memory, node gone) does not stop the oth
 once on another worker; lost twice, it is recorded as failed and treated as too big (the strategy's size cap
 drops below it). An exception or a NaN loss is the architecture's fault: failed, not retried.
 
+**Time.** With a ``time_budget`` the search ends where the final step's share begins (``engine/budget.py``):
+every trial gets that moment as its deadline and is cut there (status ``cut``, its best epoch kept and observed
+like any other), and no trial starts when not even one epoch would fit. The job's seconds are counted over
+sessions (``RunDir.job_state``), so ``resume`` continues the same budget.
+
+**Ctrl-C.** While ``run`` is in progress (in the main thread) the first SIGINT makes the search stop: it says so
+at once, suggests nothing more, and waits for the running trials, whose results are kept. A second SIGINT cuts
+them now: they stay ``pending`` (nothing of them is recorded) and ``resume`` runs them again. Either way
+``run`` then raises ``SearchInterrupted`` (a ``KeyboardInterrupt``), and the final step does not run in this
+session. Worker processes ignore SIGINT (a terminal sends it to the whole process group): the driver decides.
+A third SIGINT raises ``KeyboardInterrupt`` at once.
+
 A search on a synthetic objective (``config.objective``) runs the same loop with no data and no weights: its
 trials are scored in the driver (``executors.ObjectivePool``) and return no model, so ``Search.has_models`` is
 False and the loop neither sends parent weights nor stores models (inheritance is then only nominal: the
@@ -27,39 +39,59 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from morphnas.engine.budget import TICK_SECONDS, EpochCost, JobClock, epoch_cost, final_reserve, median_epoch_seconds
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.executors import make_pool
 from morphnas.engine.plugins import load_plugins, resolve
 from morphnas.engine.pool import WorkerLost, WorkerPool
 from morphnas.engine.progress import Progress
-from morphnas.engine.setup import build_strategy, initial_architectures, load_data, stored_config, trial_seeds
+from morphnas.engine.setup import (
+    build_strategy,
+    initial_architectures,
+    load_data,
+    stored_config,
+    trial_seeds,
+    write_run_data,
+)
 from morphnas.engine.trial import TrialOutcome, TrialSpec
 from morphnas.graph.graph import Graph, GraphError
 from morphnas.graph.morphisms import Limits, Op
 from morphnas.searcher.strategies import Observation, StrategyExhausted
 from morphnas.status import TrialStatus
-from morphnas.storage.rundir import RunDir, TrialRecord, best_trial
+from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord, best_trial
 from morphnas.storage.tensorboard import SearchLogger, TrialLogger
-from morphnas.trainer.augment import Normalizer
 from morphnas.trainer.datasets import ImageDataset
 
 log = logging.getLogger(__name__)
+
+WAIT_POLL = 0.2  # seconds between two looks at the Ctrl-C flags while trials run
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the search in ``run`` (a directory ``morphnas resume`` continues); ``cut`` lists the trials
+    that were cut and left pending."""
+
+    def __init__(self, run: Path, cut: list[int] | None = None) -> None:
+        super().__init__(str(run))
+        self.run, self.cut = Path(run), list(cut or [])
 
 
 class Search:
     """A search bound to its run directory; ``run()`` continues it until a budget is spent."""
 
     def __init__(self, config: SearchConfig, run: RunDir, data: ImageDataset | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, started: float | None = None) -> None:
         self.config = config
         self.run_dir = run
         self.progress = progress or Progress(config.quiet)
@@ -71,8 +103,14 @@ class Search:
         if state is not None:
             self.strategy.load_state_dict(state)
         self.trials = {t.id: t for t in run.trials()}
-        self.session_start = time.time()
-        self.elapsed_before = max((t.extra.get("elapsed", 0.0) for t in self.trials.values()), default=0.0)
+        self.elapsed_before = max(max((t.extra.get("elapsed", 0.0) for t in self.trials.values()), default=0.0),
+                                  float(run.job_state().get("elapsed", 0.0)))
+        # the job's clock starts when the search was asked for (``started``: data loading included)
+        self.clock = JobClock(config.time_budget, self.elapsed_before, started or time.time())
+        self.session_start = self.clock.session_start
+        self._last_tick = time.time()
+        self._interrupts, self._stopping, self._cut = 0, False, False
+        self._running: dict[int, tuple[TrialRecord, Future[TrialOutcome]]] = {}
         self.logger = SearchLogger(run.tb_dir)
         best = self.best()  # a kill between a trial's row and best.json leaves the pointer behind: mend it
         if best is not None and (run.best() or {}).get("trial") != best.id:
@@ -82,14 +120,57 @@ class Search:
 
     # ------------------------------------------------------------------ budget
     def elapsed(self) -> float:
-        """Seconds of search so far, over all sessions of this run."""
-        return self.elapsed_before + time.time() - self.session_start
+        """Seconds of the job so far, over all sessions of this run."""
+        return self.clock.elapsed()
 
     def _trials_left(self, next_id: int) -> bool:
         return self.config.max_trials is None or next_id < self.config.max_trials
 
+    def split_sizes(self) -> tuple[int, int, int]:
+        """Images in the trials' training split, the validation split and the test split (0s without data)."""
+        if self.data is None:
+            return 0, 0, 0
+        n = len(self.data.train)
+        n_val = max(1, round(n * self.config.val_fraction))
+        return n - n_val, n_val, 0 if self.data.test is None else len(self.data.test)
+
+    def final_epoch_cost(self, record: TrialRecord | None = None) -> EpochCost | None:
+        """The estimated cost of one final epoch (train+validation) of ``record``'s architecture (default: the
+        best trial), from its measured epochs; None before it has any."""
+        record = record if record is not None else self.best()
+        n_train, n_val, _ = self.split_sizes()
+        cost = None if record is None or not n_train else epoch_cost(record.history, n_train, n_val)
+        return None if cost is None else cost.scaled(n_train + n_val)
+
+    def final_reserve(self) -> float:
+        """Seconds of the time budget kept for the final step (``budget.final_reserve``); 0 without one."""
+        config = self.config
+        if config.time_budget is None or not config.wants_final:
+            return 0.0
+        return final_reserve(config.time_budget, final_time=config.final_time, final_epochs=config.final_epochs,
+                             cost=self.final_epoch_cost(), test_images=self.split_sizes()[2])
+
+    def search_end(self) -> float | None:
+        """The wall-clock time (``time.time()``) at which the search's share of the budget is spent; None
+        without a time budget. Trials are cut there."""
+        end = self.clock.end()
+        return None if end is None else end - self.final_reserve()
+
     def _time_left(self) -> bool:
-        return self.config.time_budget is None or self.elapsed() < self.config.time_budget
+        """Whether a trial may start: the search's share is not spent, and at least one median epoch fits."""
+        end = self.search_end()
+        if end is None:
+            return True
+        epoch = median_epoch_seconds(t.history for t in self.trials.values() if t.finished and t.history)
+        return end - time.time() > epoch
+
+    def tick(self, force: bool = False) -> None:
+        """Record the job's elapsed seconds (every ``TICK_SECONDS``, or now), so a later session continues the
+        budget where this one stopped."""
+        now = time.time()
+        if force or now - self._last_tick >= TICK_SECONDS:
+            self._last_tick = now
+            self.run_dir.update_job_state(elapsed=self.elapsed())
 
     def epochs_used(self) -> int:
         """Training epochs of all finished trials (what ``epoch_budget`` counts)."""
@@ -143,7 +224,7 @@ class Search:
                         if inherit and record.parent is not None and self.has_models else None)
         return TrialSpec(record.id, record.parent, tuple(record.ops), record.extra["architecture"], record.inherit,
                          init_seed, train_seed, parent_model, {} if limits is None else vars(limits).copy(),
-                         record.description)
+                         record.description, deadline=self.search_end())
 
     def _store_model(self, record: TrialRecord, outcome: TrialOutcome) -> TrialOutcome:
         """Write a successful trial's model into the run (the driver's job, not the trial's); an outcome whose
@@ -186,6 +267,7 @@ class Search:
         self.strategy.observe(Observation(record.id, architecture, record.metric if ok else None,
                                           record.status))
         self.run_dir.put_trial(record, self.strategy.state_dict())
+        self.tick(force=self.config.time_budget is not None)
         best = self.best()
         if best is not None and best.id == record.id:
             self.run_dir.set_best(record)
@@ -197,6 +279,9 @@ class Search:
                                  None if best is None else (best.id, best.metric))
         start = outcome.initial_metric
         status = f"val {record.metric:.2%}" if ok else f"FAILED ({(record.reason or '').strip().splitlines()[-1:]})"
+        if record.status == TrialStatus.CUT:
+            status += (f" (cut at the deadline: best epoch {record.best_epoch}, "
+                       f"{float(record.extra.get('epochs_trained', record.epochs)):.2f} epochs trained)")
         self.progress.say(f"trial {record.id} {record.status}: {status}"
                           + (f" (inherited start {start:.2%})" if start is not None else "")
                           + (f"; best {best.metric:.2%} (trial {best.id})" if best else "")
@@ -237,16 +322,19 @@ class Search:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> TrialRecord | None:
-        """Train trials until the trial or time budget is spent (or the strategy is exhausted); returns the best."""
+        """Train trials until the trial, epoch or time budget is spent (or the strategy is exhausted); returns the
+        best. Ctrl-C (in the main thread) stops it: ``SearchInterrupted`` (see the module docstring)."""
         unfinished = [t for t in sorted(self.trials.values(), key=lambda t: t.id) if not t.finished]
-        if unfinished:
+        if unfinished and self._time_left():
             self.progress.say(f"resuming: re-running unfinished trial(s) {[t.id for t in unfinished]}")
         self._next_id = max(self.trials, default=-1) + 1
-        self._running: dict[int, tuple[TrialRecord, Future[TrialOutcome]]] = {}
+        self._running = {}
+        self._interrupts, self._stopping, self._cut = 0, False, False
         best = self.best()
         self.progress.start_search(self.config.max_trials, self.config.time_budget, self.config.max_epochs,
                                    sum(t.finished for t in self.trials.values()), self.elapsed,
                                    None if best is None else (best.id, best.metric))
+        restore = self._catch_sigint()
         try:
             if self.config.sync:
                 self._run_sync(unfinished)
@@ -255,11 +343,73 @@ class Search:
         except BaseException:
             self.close(wait=False)
             raise
-        self.close()
+        finally:
+            restore()
+        cut = sorted(self._running) if self._cut else []
+        self.close(wait=not self._cut)
+        self.tick(force=True)
+        if self._stopping:
+            raise SearchInterrupted(self.run_dir.path, cut)
         if self.exhausted:
             self.progress.say(f"the {self.config.strategy} strategy has nothing left to propose ({self.exhausted}): "
                               "stopped")
         return self.best()
+
+    # ------------------------------------------------------------------ Ctrl-C
+    def _catch_sigint(self) -> Callable[[], None]:
+        """Install the two-step Ctrl-C handler (main thread only, and not where SIGINT is ignored); returns what
+        restores the previous handler."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN:
+            return lambda: None
+        signal.signal(signal.SIGINT, self._on_sigint)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        """First Ctrl-C: stop after the running trials; second: cut them now (left pending); third: raise."""
+        self._interrupts += 1
+        running = sorted(self._running)
+        names = f"trial{'s' if len(running) > 1 else ''} {', '.join(map(str, running))}"
+        resume = f"`morphnas resume {self.run_dir.path}`"
+        if self._interrupts == 1:
+            self._stopping = True
+            if running:
+                text = (f"stopping: waiting for {names} to finish (kept in the run); press Ctrl-C again to cut "
+                        f"{'them' if len(running) > 1 else 'it'} now (then {resume} runs "
+                        f"{'them' if len(running) > 1 else 'it'} again)")
+            else:
+                text = "stopping: no trial is running"
+            if self.config.wants_final:
+                text += f"; the final training is left for {resume}"
+        elif self._interrupts == 2:
+            self._cut = True
+            if self._pool is not None:
+                self._pool.cut()
+            text = (f"cutting {names} now: left pending, {resume} runs {'them' if len(running) > 1 else 'it'} again"
+                    if running else "stopping now")
+        else:
+            raise KeyboardInterrupt
+        # printed by another thread: the main thread may be inside a print, and a stream is not reentrant
+        threading.Thread(target=self._announce, args=(text,), name="morphnas-sigint", daemon=True).start()
+
+    def _announce(self, text: str) -> None:
+        if self.progress.quiet:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            self.progress.say(text)
+
+    def _wait(self, futures: list[Future[TrialOutcome]]) -> set[Future[TrialOutcome]]:
+        """Wait for a trial to finish, looking at the Ctrl-C flags and ticking the job clock meanwhile; returns the
+        finished futures (none once a second Ctrl-C cut them)."""
+        while True:
+            done, _ = wait(futures, timeout=WAIT_POLL, return_when=FIRST_COMPLETED)
+            self.tick()
+            if self._cut:
+                return set()
+            if done:
+                return done
 
     def _next_suggestion(self) -> TrialRecord | None:
         record = self._suggest(self._next_id)
@@ -271,18 +421,20 @@ class Search:
         """Observe results as they arrive; keep every worker busy and one suggestion ready."""
         n = self.config.workers
         while True:
-            while len(self._running) < n and self._time_left():
+            while len(self._running) < n and not self._stopping and self._time_left():
                 record = ready.popleft() if ready else self._next_suggestion()
                 if record is None:
                     break
                 self._submit(record)
-            if not ready and len(self._running) == n:  # choose the next architecture while these train
+            if not ready and len(self._running) == n and not self._stopping:  # choose the next while these train
                 record = self._next_suggestion()
                 if record is not None:
                     ready.append(record)
             if not self._running:
                 return
-            done, _ = wait([f for _, f in self._running.values()], return_when=FIRST_COMPLETED)
+            done = self._wait([f for _, f in self._running.values()])
+            if self._cut:
+                return
             for trial_id in sorted(tid for tid, (_, f) in self._running.items() if f in done):
                 record, future = self._running.pop(trial_id)
                 outcome = self._collect(record, future)
@@ -293,7 +445,7 @@ class Search:
         """Batches of N suggested together, observed in suggestion order; early results wait, stored."""
         batch = unfinished
         while True:
-            if not batch and self._time_left():
+            if not batch and not self._stopping and self._time_left():
                 for _ in range(self.config.workers):
                     record = self._next_suggestion()
                     if record is None:
@@ -306,11 +458,13 @@ class Search:
                 stored = record.extra.get("outcome")
                 if stored is not None:  # finished before the driver stopped, not yet observed: no re-run
                     results[record.id] = TrialOutcome(**stored)
-                elif self._time_left():
+                elif not self._stopping and self._time_left():
                     self._submit(record)
             for record in batch:
                 while record.id not in results and record.id in self._running:
-                    done, _ = wait([f for _, f in self._running.values()], return_when=FIRST_COMPLETED)
+                    done = self._wait([f for _, f in self._running.values()])
+                    if self._cut:
+                        return
                     for trial_id in sorted(tid for tid, (_, f) in self._running.items() if f in done):
                         early, future = self._running.pop(trial_id)
                         outcome = self._collect(early, future)
@@ -334,10 +488,13 @@ class Search:
         self._running[record.id] = (record, self.pool.submit(self._spec(record)))
 
     def _collect(self, record: TrialRecord, future: Future[TrialOutcome]) -> TrialOutcome | None:
-        """The outcome of a finished future; None when the trial's worker was lost and the trial was resubmitted."""
+        """The outcome of a finished future; None when the trial's worker was lost and the trial was resubmitted,
+        or when the trial was stopped by the driver (left pending for resume)."""
         try:
-            return future.result()
+            outcome = future.result()
         except WorkerLost as exc:
+            if self._stopping:  # Ctrl-C: a worker lost now is not the trial's fault; resume runs it again
+                return None
             lost = int(record.extra.get("lost", 0)) + 1
             record.extra = {**record.extra, "lost": lost}
             if lost < 2:
@@ -350,6 +507,7 @@ class Search:
                                 reason=f"lost: its worker died twice ({exc}); treated as too big")
         except Exception as exc:  # run_trial catches everything; this is a last resort
             return TrialOutcome(record.id, TrialStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        return None if outcome.status == TrialStatus.PENDING else outcome
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers (waiting for running trials unless ``wait`` is False), the progress bars, and flush
@@ -366,7 +524,12 @@ def open_search(path: str | Path, overrides: dict[str, Any] | None = None,
     """A Search continuing the run in ``path`` (budgets may be raised with ``overrides``); the run's plugins are
     imported first (a missing one is a RunDirError naming it)."""
     run = RunDir.open(path)
+    started = time.time()
     config = stored_config(run)
+    if config.mode != "search":
+        run.close()
+        raise RunDirError(f"{path} holds a `morphnas train` run, not a search: there is nothing to resume "
+                          f"(`morphnas final {path}` trains it again)")
     if overrides:
         overrides = dict(overrides)
         if "plugins" in overrides:
@@ -374,7 +537,7 @@ def open_search(path: str | Path, overrides: dict[str, Any] | None = None,
             load_plugins(overrides["plugins"])
         config = SearchConfig.from_dict({**config.to_dict(), **overrides})
         run.write_config({**run.config, **config.to_dict(), "resumed": time.time()})
-    return Search(config, run, progress=progress)
+    return Search(config, run, progress=progress, started=started)
 
 
 def default_out(config: SearchConfig) -> Path:
@@ -386,7 +549,12 @@ def default_out(config: SearchConfig) -> Path:
 
 def create_search(config: SearchConfig, data: ImageDataset | None = None,
                   progress: Progress | None = None) -> Search:
-    """A new search in a new run directory; plugins, data and strategy are checked before anything is written."""
+    """A new search in a new run directory; plugins, data and strategy are checked before anything is written.
+
+    The job's clock (its time budget) starts here, before the data are loaded."""
+    started = time.time()
+    if config.mode != "search":
+        raise ValueError(f"a search needs mode 'search', not {config.mode!r} (`morphnas train` trains one network)")
     config = replace(config, plugins=resolve(config.plugins))  # stored absolute: resume finds them anywhere
     load_plugins(config.plugins)
     given = data is not None
@@ -396,18 +564,6 @@ def create_search(config: SearchConfig, data: ImageDataset | None = None,
     config = replace(config, out=str(out))
     run = RunDir.create(out, config.to_dict())
     if data is None:  # a synthetic objective: no data, so no normalisation or data copy to keep
-        return Search(config, run, progress=progress)
-    train, _ = data.split_validation(config.val_fraction, config.seed)  # the trainer's normalisation statistics
-    normalizer = Normalizer.fit(train.x)
-    run.write_normalization(normalizer.mean.tolist(), normalizer.std.tolist(), data.input_shape, data.class_names)
-    if given:
-        arrays = {"x_train": data.train.x.numpy(), "y_train": data.train.y.numpy(),
-                  "class_names": np.array(data.class_names), "flip_ok": np.array(data.flip_ok)}
-        if data.test is not None:
-            arrays.update(x_test=data.test.x.numpy(), y_test=data.test.y.numpy())
-        def write(path: Path) -> None:
-            with open(path, "wb") as f:  # a file object: savez given a path would append ".npz" to it
-                np.savez_compressed(f, **arrays)
-
-        run.save_data_copy(write)
-    return Search(config, run, data, progress=progress)
+        return Search(config, run, progress=progress, started=started)
+    write_run_data(run, config, data, copy=given)
+    return Search(config, run, data, progress=progress, started=started)

@@ -21,6 +21,11 @@ Decisions:
 - **Progress.** A worker's ``progress(trial_id, record)`` travels back to the driver (over the worker's pipe,
   or through a small Ray actor the driver polls) and the driver's callback is called from the pool's thread.
   Every progress record of a trial reaches the callback before its future resolves.
+- **Ctrl-C.** A terminal sends SIGINT to the whole process group, workers included. Workers must not die of
+  it on their own: the driver decides (wait for the running trials, or cut them). So a worker process starts
+  with SIGINT blocked (the driver blocks it around ``Process.start``; the mask is inherited) and ignores it
+  before unblocking, with no window in which a Ctrl-C during its start-up could kill it. Ray actors ignore it
+  too, where Ray lets them (their main thread).
 - **Worker ids.** An outcome that is a dataclass with a ``worker`` field (or a dict) gets the id of the worker
   that ran it ("process-1", "ray-2"...); a replacement worker gets a new id.
 
@@ -36,6 +41,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -97,6 +103,12 @@ class WorkerPool(ABC):
     @abstractmethod
     def workers(self) -> dict[str, bool]:
         """The live workers by id, each with whether it has built its trainer yet."""
+
+    def cut(self) -> None:
+        """Ask the running trials to stop now (the driver then keeps no result of theirs). A pool whose trials
+        can be stopped from outside does so here (the thread executor's stop flag); process and Ray workers are
+        stopped by ``shutdown(wait=False)``, which kills them, so by default this does nothing."""
+        return
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until every live worker has built its trainer (``TimeoutError`` after ``timeout`` seconds)."""
@@ -292,8 +304,32 @@ class _QueuedPool(WorkerPool):
 
 
 # ====================================================================== local processes
+def _ignore_sigint() -> None:
+    """Ignore SIGINT in this (worker) process, then unblock it (the driver started the worker with it blocked)."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread (a Ray actor run in a thread): leave it as it is
+        return
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _start_without_sigint(process: Any) -> None:
+    """Start ``process`` with SIGINT blocked (inherited by the child), so that a Ctrl-C during its start-up,
+    before it can ignore SIGINT, does not kill it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        process.start()
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _process_worker(conn: Connection, make_trainer: MakeTrainer, trial_fn: TrialFn, forward: bool) -> None:
     """A worker process: build the trainer, then run the specs that arrive on ``conn`` until told to stop."""
+    _ignore_sigint()
     lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
@@ -371,7 +407,7 @@ class ProcessPool(_QueuedPool):
         process = self._context.Process(
             target=_process_worker, name=f"morphnas-{name}", daemon=True,
             args=(worker_end, self._make_trainer, self._trial_fn, self._progress is not None))
-        process.start()
+        _start_without_sigint(process)
         worker_end.close()
         return _Slot(name, process, conn=driver_end, startup_deaths=startup_deaths)
 
@@ -480,6 +516,7 @@ class _TrialActor:
     """A Ray worker: builds its trainer once, then runs one trial at a time (wrapped by ``ray.remote``)."""
 
     def __init__(self, make_trainer: MakeTrainer, trial_fn: TrialFn, box: Any) -> None:
+        _ignore_sigint()  # the driver decides what a Ctrl-C does (see the module docstring)
         self._trial_fn, self._box = trial_fn, box
         self._trainer, self._init_error = None, None
         try:

@@ -1,44 +1,33 @@
-"""What a finished (or running) search gives back: reports, the final retrain and test, exports, comparisons.
+"""What a finished (or running) search gives back: reports, models as modules, comparisons.
 
-Everything here reads the run directory (through ``RunDir``, which owns its paths); only the final retrain
-writes (the final model and report), and it is the one place where the test split is used.
+Everything here reads the run directory (through ``RunDir``, which owns its paths). The final retrain and
+test, the one place where the test split is used, lives in ``final.py``; its public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from morphnas.engine.setup import load_data, stored_config, train_config, trial_seeds
+from morphnas.engine.final import (
+    FINAL_SEED_KEY,
+    final_evaluation,
+    per_class_report,
+    pick_trial,
+    retrain_final,
+)
+from morphnas.engine.setup import stored_config
 from morphnas.fileio import atomic_write
-from morphnas.graph.graph import Graph
 from morphnas.status import TrialStatus
-from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
-from morphnas.trainer.datasets import ImageDataset
-from morphnas.trainer.trainer import EvalResult, Trainer
+from morphnas.storage.rundir import RunDir, TrialRecord
 
-FINAL_SEED_KEY = 2**31 - 1  # seeds the final retrain apart from every trial
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-def pick_trial(run: RunDir, trial: int | None) -> TrialRecord:
-    """Trial ``trial``, or the best one; RunDirError when it has no trained model."""
-    if trial is None:
-        best = run.best_trial()
-        if best is None:
-            raise RunDirError(f"{run.path} has no successfully finished trial yet")
-        return best
-    record = run.trial(trial)
-    if not record.has_metric:
-        raise RunDirError(f"trial {trial} did not finish successfully (status {record.status})")
-    return record
-
+__all__ = ["FINAL_SEED_KEY", "Standardize", "busy_seconds", "classifier", "compare", "draw_trial",
+           "final_evaluation", "format_compare", "format_report", "per_class_report", "pick_trial",
+           "plot_cost", "plot_trajectories", "report", "retrain_final"]
 
 class Standardize(nn.Module):
     """Maps raw images (uint8 or float, pixel units) to what the network was trained on."""
@@ -53,89 +42,13 @@ class Standardize(nn.Module):
 
 
 def classifier(run: RunDir, trial: int | None = None, final: bool = False) -> nn.Module:
-    """The chosen model as one eval-mode module on raw images: normalisation + network."""
-    stored_config(run)  # imports the run's plugins (a layer kind, say) before a model is built
+    """The chosen model as one eval-mode module on raw images: normalisation + network (a ``morphnas train``
+    run's is its final model)."""
+    config = stored_config(run)  # imports the run's plugins (a layer kind, say) before a model is built
+    final = final or (config.mode == "train" and trial is None)
     norm = run.normalization()
     graph = run.load_final_model() if final else run.load_model(pick_trial(run, trial).id)
     return nn.Sequential(Standardize(norm["mean"], norm["std"]), graph.to_module()).eval()
-
-
-# ---------------------------------------------------------------------------------------------- final
-def per_class_report(result: EvalResult, class_names: list[str]) -> dict[str, Any]:
-    """Precision, recall, F1 and support per class, with macro and weighted averages."""
-    m = result.confusion_matrix().astype(np.float64)
-    tp = np.diag(m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(m.sum(0) > 0, tp / m.sum(0), 0.0)
-        recall = np.where(m.sum(1) > 0, tp / m.sum(1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    support = m.sum(1)
-    names = list(class_names) + [str(i) for i in range(len(class_names), len(support))]
-    rows = {names[i]: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                       "support": int(support[i])} for i in range(len(support))}
-    w = support / max(support.sum(), 1)
-    return {"classes": rows,
-            "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
-            "weighted": {"precision": float((precision * w).sum()), "recall": float((recall * w).sum()),
-                         "f1": float((f1 * w).sum())},
-            "confusion_matrix": m.astype(np.int64).tolist()}
-
-
-def _retrain(run: RunDir, epochs: int, trial: int | None, quiet: bool,
-             need_test: bool) -> tuple[TrialRecord, ImageDataset, Trainer, nn.Module, float]:
-    config = stored_config(run)
-    record = pick_trial(run, trial)
-    data = load_data(config, run)
-    if need_test and data.test is None:
-        raise ValueError(f"dataset {config.dataset!r} has no test split: nothing to evaluate on")
-    init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
-    graph = Graph.from_dict(record.extra["architecture"]).init_weights(init_seed)
-    _, monitor = data.split_validation(config.val_fraction, config.seed)  # part of the training data now
-    cfg = replace(train_config(config), max_epochs=epochs, patience=None, time_limit=None)
-    trainer = Trainer(data.train, monitor, cfg, device=config.device, n_classes=data.n_classes,
-                      flip_default=data.flip_ok, crop_padding_default=data.crop_padding)
-    module = graph.to_module()
-
-    def say(rec: Any, _m: Any) -> None:
-        if not quiet:
-            print(f"  final epoch {rec.epoch}/{epochs}: train loss {rec.train_loss:.3f} "
-                  f"acc {rec.train_accuracy:.1%} ({rec.seconds:.1f} s)", flush=True)
-
-    result = trainer.fit(module, seed=train_seed, callback=say)
-    if not result.ok:
-        raise RuntimeError(f"the final training failed: {result.reason}")
-    run.save_final_model(graph.with_weights_from(module))
-    return record, data, trainer, module, result.total_seconds
-
-
-def retrain_final(path: str | Path, epochs: int, trial: int | None = None, quiet: bool = False) -> None:
-    """Retrain the best (or given) architecture from scratch on train+validation into ``models/final/``."""
-    run = RunDir.open(path)
-    try:
-        _retrain(run, epochs, trial, quiet, need_test=False)
-    finally:
-        run.close()
-
-
-def final_evaluation(path: str | Path, epochs: int, trial: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Retrain the best (or given) architecture from scratch on train+validation for ``epochs``, then test once.
-
-    The only use of the test split: it selects nothing, it is evaluated once on the weights the training ended
-    with. Writes ``final.json`` and ``models/final/``; returns the report.
-    """
-    run = RunDir.open(path)
-    try:
-        record, data, trainer, module, seconds = _retrain(run, epochs, trial, quiet, need_test=True)
-        assert data.test is not None
-        test = trainer.evaluate(module, data.test)
-        report = {"trial": record.id, "epochs": epochs, "train_images": len(data.train),
-                  "test_images": len(data.test), "test_accuracy": test.accuracy, "test_loss": test.loss,
-                  "search_val_accuracy": record.metric, "seconds": seconds,
-                  **per_class_report(test, list(data.class_names))}
-        run.write_final_report(report)
-        return report
-    finally:
-        run.close()
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -188,7 +101,7 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
     (``cost.png``), the best architecture drawn (``best_architecture.png``), and trial ``trial``'s when given."""
     run = RunDir.open(path)
     try:
-        stored_config(run)  # imports the run's plugins
+        config = stored_config(run)  # imports the run's plugins
         trials = run.trials()
         finished = [t for t in trials if t.finished]
         ok = sorted((t for t in finished if t.has_metric), key=lambda t: (-(t.metric or 0.0), t.id))
@@ -198,14 +111,17 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
         out: dict[str, Any] = {
             "run": str(run.path), "strategy": run.config.get("strategy"), "dataset": run.config.get("dataset"),
             "seed": run.config.get("seed"), "objective": run.config.get("objective"), "trials": len(trials),
-            "finished": len(finished),
+            "finished": len(finished), "mode": config.mode, "time_budget": config.time_budget,
+            "job_seconds": run.job_state().get("elapsed"),
+            "cut": sum(t.status == TrialStatus.CUT for t in finished),
             "failed": sum(t.status == TrialStatus.FAILED for t in finished), "elapsed_seconds": elapsed,
             "training_seconds": train, "busy_seconds": busy,
             "overhead_share": min(1.0, max(0.0, 1 - busy / elapsed)) if elapsed > 0 else None,
             "best": None,
             "leaderboard": [{"trial": t.id, "metric": t.metric, "initial_metric": t.extra.get("initial_metric"),
                              "parent": t.parent, "ops": t.description, "parameters": t.n_params, "depth": t.depth,
-                             "width": t.width, "skips": t.skips, "epochs": t.epochs, "flops": t.flops,
+                             "width": t.width, "skips": t.skips, "epochs": t.epochs, "status": str(t.status),
+                             "epochs_trained": t.extra.get("epochs_trained"), "flops": t.flops,
                              "train_images_per_second": t.train_images_per_second,
                              "seconds_per_epoch": t.seconds_per_epoch,
                              "seconds": t.extra.get("seconds"), "worker": t.extra.get("worker", ""),
@@ -236,11 +152,17 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
 def format_report(rep: dict[str, Any], top: int = 10) -> str:
     """The report as text for a terminal."""
     task = f"objective {rep['objective']}" if rep.get("objective") else f"dataset {rep['dataset']}"
-    lines = [f"run {rep['run']}: strategy {rep['strategy']}, {task}, seed {rep['seed']}",
-             f"{rep['finished']} trials finished ({rep['failed']} failed) in {rep['elapsed_seconds']:.0f} s, "
-             f"{rep['training_seconds']:.0f} s of it training"
-             + (f" (no worker training {rep['overhead_share']:.1%} of the time)"
-                if rep["overhead_share"] is not None else "")]
+    if rep.get("mode") == "train":
+        lines = [f"run {rep['run']}: `morphnas train`, {task}, seed {rep['seed']} (no search)"]
+    else:
+        cut = f", {rep['cut']} cut at the deadline" if rep.get("cut") else ""
+        lines = [f"run {rep['run']}: strategy {rep['strategy']}, {task}, seed {rep['seed']}",
+                 f"{rep['finished']} trials finished ({rep['failed']} failed{cut}) in {rep['elapsed_seconds']:.0f} s, "
+                 f"{rep['training_seconds']:.0f} s of it training"
+                 + (f" (no worker training {rep['overhead_share']:.1%} of the time)"
+                    if rep["overhead_share"] is not None else "")]
+    if rep.get("time_budget") and rep.get("job_seconds") is not None:
+        lines.append(f"time: {rep['job_seconds']:.0f} s of a {rep['time_budget']:.0f} s budget (search and final)")
     if rep["leaderboard"]:
         parallel = len({row.get("worker") for row in rep["leaderboard"]}) > 1
         lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'MFLOPs':>8} {'img/s':>6} "
@@ -255,14 +177,22 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
                          f"{(f'{speed:.0f}' if speed is not None else '-'):>6} "
                          f"{row['depth']:>5} {row['skips']:>5}"
                          + (f" {row.get('worker', '')!s:>10} {(f'{at:.0f}' if at is not None else '-'):>7}"
-                            if parallel else "") + f"  {row['ops']}")
+                            if parallel else "") + f"  {row['ops']}"
+                         + (" [cut at the deadline]" if row.get("status") == TrialStatus.CUT else ""))
         best = rep["best"]
         lines.append(f"best: trial {best['trial']} ({best['metric']:.2%}), model in {best['model']}")
     for f in rep["failures"]:
         lines.append(f"failed: trial {f['trial']}: {' '.join(f['reason'])}")
     if "final" in rep:
         fin = rep["final"]
-        lines.append(f"final: trial {fin['trial']} retrained {fin['epochs']} epochs on {fin['train_images']} images: "
+        what = (f"trial {fin['trial']} retrained" if fin.get("trial") is not None
+                else f"{fin.get('architecture', 'the network')} trained")
+        epochs = f"{fin['epochs']} epochs"
+        if fin.get("stopped_by") == "deadline":
+            epochs = f"{fin.get('epochs_trained', 0):.2f} of {fin['epochs']} epochs (cut at the deadline)"
+        if fin.get("retrained") is False:
+            what, epochs = f"trial {fin['trial']}'s model from the search", "(no time to retrain it), trained"
+        lines.append(f"final: {what} {epochs} on {fin['train_images']} images: "
                      f"test accuracy {fin['test_accuracy']:.2%} on {fin['test_images']} images")
         lines.append(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
         for name, r in fin["classes"].items():

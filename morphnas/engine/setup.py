@@ -8,6 +8,7 @@ driver, a worker process and a Ray actor build exactly the same trainer. The sea
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from morphnas.graph.morphisms import Limits
 from morphnas.searcher.objectives import Objective, make_objective
 from morphnas.searcher.strategies import STRATEGIES, Strategy, make_strategy
 from morphnas.storage.rundir import RunDir, RunDirError
+from morphnas.trainer.augment import Normalizer
 from morphnas.trainer.datasets import ImageDataset, load_dataset, load_npz
 from morphnas.trainer.trainer import TrainConfig, Trainer
 
@@ -50,6 +52,26 @@ def make_trainer(config: SearchConfig, data: ImageDataset) -> Trainer:
         torch.set_num_threads(config.threads_per_trial)
     return Trainer.from_dataset(data, train_config(config), val_fraction=config.val_fraction, seed=config.seed,
                                 device=config.device)
+
+
+def write_run_data(run: RunDir, config: SearchConfig, data: ImageDataset, copy: bool) -> None:
+    """Record in a new run what its models need later: the normalisation of the search's training split (what
+    its trainers use, what exports apply) and, with ``copy`` (arrays given through the Python API), the data."""
+    train, _ = data.split_validation(config.val_fraction, config.seed)  # the trainer's normalisation statistics
+    normalizer = Normalizer.fit(train.x)
+    run.write_normalization(normalizer.mean.tolist(), normalizer.std.tolist(), data.input_shape, data.class_names)
+    if not copy:
+        return
+    arrays = {"x_train": data.train.x.numpy(), "y_train": data.train.y.numpy(),
+              "class_names": np.array(data.class_names), "flip_ok": np.array(data.flip_ok)}
+    if data.test is not None:
+        arrays.update(x_test=data.test.x.numpy(), y_test=data.test.y.numpy())
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as f:  # a file object: savez given a path would append ".npz" to it
+            np.savez_compressed(f, **arrays)
+
+    run.save_data_copy(write)
 
 
 def make_run_objective(config: SearchConfig) -> Objective:

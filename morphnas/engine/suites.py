@@ -11,7 +11,8 @@ A suite file::
     trials = 10                       # a list (e.g. [5, 10, 20]) gives one cell per budget
 
     [final]                           # the final protocol, identical for every cell: the best architecture
-    epochs = 2                        # retrained on train+val this long, tested once (0 or absent: none)
+    epochs = 2                        # retrained on train+val this long, tested once (0 or absent: none);
+                                      # outside the cell's budget, which is the search's alone (final_time = 0)
 
     [search]                          # SearchConfig keys shared by every cell (not budgets, seeds, strategies)
     max_epochs = 1
@@ -73,9 +74,9 @@ STRATEGY_KEYS = {"name", "label", "kernel", "acquisition", "options"}
 DATASET_KEYS = {"name", "label", "data_dir", "download", "train_images", "test_images", "search"}
 OBJECTIVE_KEYS = {"name", "label", "options"}
 # set by the suite's own sections, so [search] may not: budgets equal for all cells, the grid's own axes
-RESERVED = {"max_trials", "time_budget", "epoch_budget", "final_epochs", "seed", "strategy", "kernel",
+RESERVED = {"max_trials", "time_budget", "epoch_budget", "final_epochs", "final_time", "seed", "strategy", "kernel",
             "acquisition", "strategy_args", "objective", "objective_options", "dataset", "data_dir", "download",
-            "out", "plugins"}
+            "out", "plugins", "mode", "architecture"}
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
@@ -225,7 +226,7 @@ def parse_suite(path: str | Path, out: str | Path, scale: float = 1.0) -> Suite:
     for key in sorted(set(common) & RESERVED):
         why = ("budgets are equal for every cell: set them in [budget] only"
                if key in ("max_trials", "time_budget", "epoch_budget") else
-               "the final protocol is set in [final]" if key == "final_epochs" else
+               "the final protocol is set in [final]" if key in ("final_epochs", "final_time") else
                "it is an axis of the grid or set by the suite's own sections")
         raise _err(where, f"[search] sets {key}: {why}")
     tasks = _tasks(raw, where, kind)
@@ -335,7 +336,7 @@ def _cell(task: Task, entry: dict[str, Any], kind: str, budget: float, seed: int
           plugins: list[str], out: Path, where: str) -> Cell:
     config: dict[str, Any] = {**common, "strategy": entry["name"], "kernel": entry["kernel"],
                               "acquisition": entry["acquisition"], "strategy_args": copy.deepcopy(entry["options"]),
-                              "seed": seed, "plugins": plugins, "final_epochs": 0,
+                              "seed": seed, "plugins": plugins, "final_epochs": 0, "final_time": 0,
                               "max_trials": None, "time_budget": None, "epoch_budget": None, "quiet": True}
     config[BUDGET_KINDS[kind]] = int(budget) if kind != "seconds" else float(budget)
     if task.kind == "objective":

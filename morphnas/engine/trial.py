@@ -11,8 +11,16 @@ Every outcome also says what its candidate cost, in ``extra`` (stored as is in t
 ``TrialRecord.flops`` and ``TrialRecord.train_images_per_second`` read them): ``macs`` and ``flops`` per image of
 one forward pass, computed from the architecture (``Graph.macs``; None for a layer kind that does not define its
 cost), and, once an epoch has trained, the measured ``train_images_per_second`` (training only, compiling
-excluded) and ``seconds_per_epoch`` (training and validation). FLOPs are known before training, for any
-candidate; throughput is what this machine actually did, with its memory-bound layers and its load.
+excluded) and ``seconds_per_epoch`` (training and validation; for a trial cut inside its first epoch, from the
+validated partial epoch with its training time scaled to a whole epoch). FLOPs are known before training, for
+any candidate; throughput is what this machine actually did, with its memory-bound layers and its load.
+
+A trial may be cut: ``TrialSpec.deadline`` (absolute wall-clock, ``time.time()``, so it means the same in a
+worker process or on a Ray node with a synchronised clock) reaches into the trainer, which stops after the
+optimizer step that passes it; the outcome is then ``cut``, with the best finished epoch's weights (or the
+partial epoch's, validated, if none finished) and its fractional epochs in ``extra["epochs_trained"]``. A
+``stop()`` flag (the driver's second Ctrl-C, thread executor) ends the trial the same way, but its outcome is
+``pending``: it was not the trial's doing, so the driver keeps no result and ``resume`` runs it again.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import Any
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import Limits, replay
 from morphnas.status import TrialStatus
-from morphnas.trainer.trainer import EpochRecord, Trainer
+from morphnas.trainer.trainer import EpochRecord, Trainer, TrainResult
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class TrialSpec:
     parent_model: bytes | None = None
     limits: dict[str, int] = field(default_factory=dict)
     description: str = ""
+    deadline: float | None = None  # absolute wall-clock (time.time()) at which training is cut
 
 
 @dataclass
@@ -102,9 +111,25 @@ def cost_extra(graph: Graph) -> dict[str, int | None]:
     return {"macs": macs, "flops": None if macs is None else 2 * macs}
 
 
+def seconds_per_epoch(result: TrainResult) -> float:
+    """Seconds of one epoch, training and validation, over the finished epochs of ``result.history``.
+
+    A cut run whose only record is a validated partial epoch (``fraction`` < 1) has its training time, less the
+    one-off compile, scaled to a whole epoch: unscaled, a candidate cut early would look many times cheaper."""
+    full = [r for r in result.history if r.fraction >= 1.0]
+    if full:
+        return sum(r.seconds for r in full) / len(full)
+    r = result.history[-1]
+    train = (r.train_seconds - result.compile_seconds) / r.fraction + result.compile_seconds
+    return train + (r.seconds - r.train_seconds)
+
+
 def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = None,
-              worker: str = "") -> TrialOutcome:
-    """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises."""
+              worker: str = "", stop: Callable[[], bool] | None = None) -> TrialOutcome:
+    """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises.
+
+    Training is cut at ``spec.deadline`` (status ``cut``) or when ``stop()`` turns True (status ``pending``:
+    the driver discards it and the trial re-runs on resume)."""
     start = time.perf_counter()
     outcome = TrialOutcome(spec.trial_id, TrialStatus.FAILED, started_at=time.time(), worker=worker)
     try:
@@ -122,8 +147,9 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
 
         on_batch = getattr(progress, "on_batch", None)  # within-epoch progress: thread executor only
         result = trainer.fit(module, seed=spec.train_seed, callback=on_epoch,
-                             on_batch=functools.partial(on_batch, spec.trial_id) if on_batch else None)
-        outcome.status = TrialStatus.OK if result.ok else TrialStatus.FAILED
+                             on_batch=functools.partial(on_batch, spec.trial_id) if on_batch else None,
+                             deadline=spec.deadline, stop=stop)
+        outcome.status = _status(result.status, result.stopped_by)
         outcome.reason = result.reason
         outcome.metric, outcome.loss, outcome.best_epoch = result.best_metric, result.best_loss, result.best_epoch
         outcome.epochs, outcome.stopped_by = result.epochs_run, result.stopped_by
@@ -131,13 +157,23 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
         outcome.train_seconds = result.total_seconds
         if result.history:
             outcome.extra["train_images_per_second"] = result.train_images_per_second
-            outcome.extra["seconds_per_epoch"] = sum(r.seconds for r in result.history) / len(result.history)
+            outcome.extra["seconds_per_epoch"] = seconds_per_epoch(result)
         if result.compile_seconds or result.compile_error:
             outcome.extra["compile_seconds"] = result.compile_seconds
             outcome.extra["compile_error"] = result.compile_error
-        if result.ok:
+        outcome.extra["epochs_trained"] = round(result.epochs_trained, 4)
+        if outcome.status.has_metric:  # a trial cut at the deadline keeps its model (its best epoch's weights)
             outcome.model = graph.with_weights_from(module).to_bytes()
     except Exception:
         outcome.status, outcome.reason = TrialStatus.FAILED, traceback.format_exc()
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _status(status: str, stopped_by: str) -> TrialStatus:
+    """The trial status of a ``TrainResult``: cut at the deadline is ``cut``; stopped by the driver, ``pending``."""
+    if status == "ok":
+        return TrialStatus.OK
+    if status == "cut":
+        return TrialStatus.CUT if stopped_by == "deadline" else TrialStatus.PENDING
+    return TrialStatus.FAILED

@@ -3,9 +3,11 @@
 ```
 run/
   config.json        resolved configuration, seed, versions, git hash if any
-  trials.sqlite      one row per trial (ops, status, metrics, times) and the latest strategy state
+  trials.sqlite      one row per trial (ops, status, metrics, times), the latest strategy state, and the job
+                     state (elapsed seconds over sessions, the final step done)
   models/<id>/       architecture.json, weights.safetensors, checksum
-  models/final/      the best architecture retrained on train+validation (``morphnas final``)
+  models/final/      the best architecture retrained on train+validation (the final step, ``morphnas final``),
+                     or the given architecture trained by ``morphnas train`` (a run with no trials)
   tb/                TensorBoard event files
   best.json          pointer to the best trial
   normalization.json input normalisation, input shape, class names and the user's labels (exports need no data)
@@ -112,14 +114,15 @@ class TrialRecord:
 
     @property
     def train_images_per_second(self) -> float | None:
-        """Measured training throughput of the trial (images/s, validation and compiling excluded); None when
-        no epoch finished or the run predates the record."""
+        """Measured training throughput of the trial (images/s, validation and compiling excluded; a cut trial's
+        validated partial epoch counts); None when no epoch was validated or the run predates the record."""
         value = self.extra.get("train_images_per_second")
         return float(value) if value is not None else None
 
     @property
     def seconds_per_epoch(self) -> float | None:
-        """Mean wall-clock seconds of the trial's epochs, training and validation; None when unknown."""
+        """Mean wall-clock seconds of the trial's epochs, training and validation (for a trial cut inside its first
+        epoch, the partial epoch scaled to a whole one); None when unknown."""
         value = self.extra.get("seconds_per_epoch")
         return float(value) if value is not None else None
 
@@ -290,6 +293,21 @@ class RunDir:
         """The strategy state saved with the most recent event, or None before any."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'strategy_state'").fetchone()
         return None if row is None else json.loads(row[0])
+
+    # ------------------------------------------------------------------ the job
+    def job_state(self) -> dict[str, Any]:
+        """What the run keeps about the job as a whole: ``elapsed`` seconds over its sessions (the time budget's
+        clock) and ``final_trial``, the trial whose final training is done; {} before any."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'job'").fetchone()
+        return {} if row is None else json.loads(row[0])
+
+    def update_job_state(self, **values: Any) -> dict[str, Any]:
+        """Merge ``values`` into the job state (one transaction); returns the new state."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'job'").fetchone()
+            state = {**({} if row is None else json.loads(row[0])), **values}
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('job', ?)", (json.dumps(state),))
+        return state
 
     # ------------------------------------------------------------------ models
     def model_dir(self, trial_id: int | str) -> Path:

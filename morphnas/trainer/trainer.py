@@ -2,11 +2,12 @@
 
 `Trainer` holds the training and validation splits on the device once (uint8) and trains any `nn.Module`
 that maps float N×C×H×W images to logits: SGD with Nesterov momentum, weight decay and a per-step cosine
-schedule by default; early stopping on validation accuracy; epoch and wall-clock limits; the best epoch's
-weights restored into the module. Faults (non-finite loss, out of memory, any exception) come back as a
-`TrainResult` with status "failed" and never escape, so a search survives a bad candidate. The loop does one
-host sync per epoch (the loss and accuracy are accumulated on the device). On CUDA it uses autocast (bf16,
-or fp16 with a GradScaler) and channels-last by default.
+schedule by default; early stopping on validation accuracy; epoch and wall-clock limits, and a deadline
+(absolute wall-clock, so a driver can hand it to a worker process) or a stop flag that cut a run after any
+optimizer step; the best epoch's weights restored into the module. Faults (non-finite loss, out of memory,
+any exception) come back as a `TrainResult` with status "failed" and never escape, so a search survives a
+bad candidate. The loop does one host sync per epoch (the loss and accuracy are accumulated on the device).
+On CUDA it uses autocast (bf16, or fp16 with a GradScaler) and channels-last by default.
 
 Options for the final retrain, all off by default so that search trials train as before (the named final recipe,
 `TrainConfig.final_recipe(dataset)`, turns them on; its constants live in `recipe.py`):
@@ -170,15 +171,18 @@ class EpochRecord:
     seconds: float
     elapsed: float
     train_images: int = 0  # images trained on this epoch (for throughput: train_images / train_seconds)
+    fraction: float = 1.0  # share of the epoch's batches trained: < 1 only for a partial epoch (see `fit`)
 
 
 @dataclass
 class TrainResult:
-    """Outcome of `Trainer.fit`: status "ok" (best_metric is usable), "failed" or "timeout" (no epoch done).
+    """Outcome of `Trainer.fit`: status "ok" (best_metric is usable), "cut" (stopped by the deadline or `stop`,
+    best_metric usable), "failed" or "timeout" (the time limit came before an epoch ended).
 
-    `reason` explains a failure ("oom", "non-finite ...", or a traceback); `stopped_by` says what ended an
-    ok run: "max_epochs", "early_stopping", "time_limit" or "callback". Best-epoch figures are kept even
-    when a later epoch failed; the module then holds the best epoch's weights.
+    `reason` explains a failure ("oom", "non-finite ...", or a traceback); `stopped_by` says what ended the
+    run: "max_epochs", "early_stopping", "time_limit", "callback", "deadline" or "stopped". Best-epoch figures
+    are kept even when a later epoch failed; the module then holds the best epoch's weights. `epochs_trained`
+    counts optimizer steps in epochs (fractional when an epoch was cut short).
     """
 
     status: str
@@ -194,18 +198,25 @@ class TrainResult:
     metric: str = "accuracy"
     compile_seconds: float = 0.0  # the first training step under torch.compile, compiling included
     compile_error: str = ""  # why torch.compile was given up for eager training (empty: not asked, or it worked)
+    epochs_trained: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """Whether the run produced a usable best metric."""
+        """Whether the run ended normally with a usable best metric (a cut run has one too: `has_metric`)."""
         return self.status == "ok"
 
     @property
     def train_images_per_second(self) -> float | None:
-        """Training throughput over the finished epochs (validation and compiling excluded); None before one."""
+        """Training throughput over the epochs in `history` (a validated partial epoch included; validation and
+        compiling excluded); None before one."""
         images = sum(r.train_images for r in self.history)
         seconds = sum(r.train_seconds for r in self.history) - self.compile_seconds
         return images / seconds if images and seconds > 0 else None
+
+    @property
+    def has_metric(self) -> bool:
+        """Whether the run produced a usable best metric: status "ok" or "cut"."""
+        return self.status in ("ok", "cut")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (history as a list of dicts)."""
@@ -357,7 +368,7 @@ class _NonFinite(Exception):
 
 @dataclass
 class _Best:
-    """The best epoch so far (its metric and weights), and what the fit learned about compiling."""
+    """The best epoch so far (its metric and weights), what the fit learned about compiling, and its steps."""
 
     epoch: int | None = None
     metric: float = -math.inf
@@ -365,6 +376,8 @@ class _Best:
     state: dict[str, torch.Tensor] | None = None
     compile_seconds: float = 0.0
     compile_error: str = ""
+    steps_done: int = 0  # optimizer steps taken, and steps per epoch: the epochs trained, fractional
+    steps_per_epoch: int = 0
 
 
 class _WeightEMA:
@@ -483,15 +496,23 @@ class Trainer:
         return opt_cls(groups, lr=cfg.base_lr)
 
     def fit(self, module: nn.Module, *, seed: int = 0, callback: EpochCallback | None = None,
-            on_batch: BatchCallback | None = None) -> TrainResult:
+            on_batch: BatchCallback | None = None, deadline: float | None = None,
+            stop: Callable[[], bool] | None = None) -> TrainResult:
         """Train `module` in place and return what happened; the module ends with its best epoch's weights.
 
         `seed` fixes shuffling, augmentation and dropout (same seed on CPU ⇒ identical metrics).
         `callback(record, module)` runs after each epoch (logging, progress); returning True stops training.
         `on_batch(epoch, step, steps, batch_size)` runs after each optimizer step with counts only (no loss: that
         would need a host sync); keep it cheap, e.g. throttled by the clock (progress bars).
+        `deadline` is an absolute wall-clock time (`time.time()`, so it means the same in a worker process or a
+        Ray actor) and `stop()` a cheap flag; both are checked after every optimizer step (no host sync), and
+        an epoch that would not end before the deadline is not started. Either ends training with status "cut"
+        and `stopped_by` "deadline" or "stopped": the module keeps its best finished epoch's weights, or, if no
+        epoch finished yet, the partial epoch is validated (a history record with `fraction` < 1) so the run
+        still has a metric. (`time_limit` keeps its own rule: a partial epoch is never validated.)
         With `ema_decay` the callback is given the averaged module (the one its record's validation metrics are
-        of), and the module ends with the best epoch's averaged weights.
+        of), and the module ends with the best epoch's averaged weights; a partial epoch validated at a cut
+        validates the average too. With `compile` the deadline's projection of an epoch leaves the compile time out.
         Nothing raised inside (bad module, NaN, OOM, callback error) escapes: it becomes status "failed".
         """
         start = time.perf_counter()
@@ -500,7 +521,7 @@ class Trainer:
         status, reason, stopped_by = "ok", "", "max_epochs"
         try:
             with _seeded_dropout(module, seed, self.device):
-                stopped_by = self._fit(module, seed, callback, history, best, start, on_batch)
+                stopped_by = self._fit(module, seed, callback, history, best, start, on_batch, deadline, stop)
         except _OOM_ERRORS:
             status, reason, stopped_by = "failed", "oom", "error"
         except _NonFinite as e:
@@ -517,6 +538,8 @@ class Trainer:
                 status, reason = "failed", "could not restore the best weights:\n" + traceback.format_exc()
         if status == "ok" and best.epoch is None:
             status, reason = "timeout", f"time limit of {self.config.time_limit} s reached before an epoch ended"
+        elif status == "ok" and stopped_by in ("deadline", "stopped"):
+            status = "cut"
         return TrainResult(
             status=status,
             reason=reason,
@@ -530,6 +553,7 @@ class Trainer:
             device=str(self.device),
             compile_seconds=best.compile_seconds,
             compile_error=best.compile_error,
+            epochs_trained=best.steps_done / best.steps_per_epoch if best.steps_per_epoch else 0.0,
         )
 
     def _fit(
@@ -541,6 +565,8 @@ class Trainer:
         best: _Best,
         start: float,
         on_batch: BatchCallback | None = None,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> str:
         cfg, dev = self.config, self.device
         module.to(dev)
@@ -561,6 +587,7 @@ class Trainer:
         lrs = [cfg.base_lr * f for f in lr_factors(cfg.schedule, total, warm)]
         limit = cfg.time_limit
         step = 0
+        best.steps_per_epoch = steps
 
         def forward_backward(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with _autocast(dev, self.amp_dtype):
@@ -575,6 +602,10 @@ class Trainer:
             t0 = time.perf_counter()
             if limit is not None and history and (t0 - start) * epoch / (epoch - 1) > limit:
                 return "time_limit"  # the next epoch would not finish in time
+            # one epoch's time, from the epochs so far without the one-off compile of the first compiled step
+            if deadline is not None and history and (
+                    time.time() + (t0 - start - best.compile_seconds) / (epoch - 1) > deadline):
+                return "deadline"  # the next epoch would not end before the deadline
             module.train()
             perm = torch.randperm(n, generator=gen)[: steps * bs].to(dev, non_blocking=True)
             xs, ys = self._epoch_data(perm, gen)
@@ -606,12 +637,20 @@ class Trainer:
                 if ema is not None:
                     ema.update()
                 step += 1
+                best.steps_done = step
                 losses[i] = loss.detach()
                 torch.argmax(logits.detach(), 1, out=preds[i * bs : (i + 1) * bs])
                 if on_batch is not None:
                     on_batch(epoch, i + 1, steps, bs)
                 if limit is not None and time.perf_counter() - start > limit:
                     return "time_limit"  # a partial epoch is not validated
+                cut = "deadline" if deadline is not None and time.time() >= deadline else (
+                    "stopped" if stop is not None and stop() else "")
+                if cut:
+                    if best.epoch is None:  # nothing validated yet: the partial epoch gives the metric
+                        self._validate_partial(validated, validated is not module, epoch, i + 1, steps, losses,
+                                               preds, ys, lrs[step - 1], t0, start, history, best)
+                    return cut
             train_loss = losses.mean().item()
             if not math.isfinite(train_loss):
                 raise _NonFinite(f"non-finite training loss ({train_loss}) in epoch {epoch}")
@@ -656,6 +695,27 @@ class Trainer:
         warnings.warn(f"torch.compile (backend {self.config.compile_backend!r}) failed, training without it: "
                       f"{best.compile_error}", RuntimeWarning, stacklevel=3)
         return module
+
+    def _validate_partial(self, validated: nn.Module, keep: bool, epoch: int, done: int, steps: int,
+                          losses: torch.Tensor, preds: torch.Tensor, ys: torch.Tensor, lr: float, t0: float,
+                          start: float, history: list[EpochRecord], best: _Best) -> None:
+        """Validate the weights of an epoch cut after `done` of `steps` batches: the run's only metric.
+
+        `validated` is what a finished epoch would validate (the EMA shadow with `ema_decay`, else the trained
+        module); `keep` copies its weights as the best state (the shadow's, which `fit` loads into the module),
+        else the trained module already holds them."""
+        bs = len(preds) // steps
+        train_loss = losses[:done].mean().item()
+        train_acc = (preds[: done * bs] == ys[: done * bs]).sum().item() / (done * bs)
+        t1 = time.perf_counter()
+        val_loss, val_acc = self._val_metrics(validated)
+        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+            raise _NonFinite(f"non-finite loss ({train_loss}, validation {val_loss}) in partial epoch {epoch}")
+        t2 = time.perf_counter()
+        history.append(EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr, t1 - t0, t2 - t0,
+                                   t2 - start, train_images=done * bs, fraction=done / steps))
+        state = {k: v.detach().clone() for k, v in validated.state_dict().items()} if keep else None
+        best.epoch, best.metric, best.loss, best.state = epoch, val_acc, val_loss, state
 
     def _check_logits(self, logits: torch.Tensor) -> None:
         if logits.ndim != 2 or logits.shape[1] != self.n_classes:

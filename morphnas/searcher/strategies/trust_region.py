@@ -53,7 +53,8 @@ class BayesianSearch(GPStrategy):
     def __init__(self, initial: Sequence[Graph], seed: int = 0, acquisition: str = "ei", pool_size: int = 64,
                  top_k: int = 3, p_best: float = 0.5, radius: int = 4, max_radius: int = 8,
                  success_tolerance: int = 2, failure_tolerance: int = 4, min_improvement: float = 1e-3,
-                 control: str | None = None, diversity: float = 0.5, **options: Any) -> None:
+                 control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
+                 **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -68,6 +69,9 @@ class BayesianSearch(GPStrategy):
         if not 0.0 <= diversity <= 1.0:
             raise ValueError(f"diversity must be in [0, 1], got {diversity!r}")
         self.diversity = float(diversity)
+        if not 0.0 <= local_share <= 1.0:
+            raise ValueError(f"local_share must be in [0, 1], got {local_share!r}")
+        self.local_share = float(local_share)
         super().__init__(initial, seed, acquisition=acquisition, **options)
 
     def _reset(self) -> None:
@@ -100,24 +104,32 @@ class BayesianSearch(GPStrategy):
         return sorted(self.trained, key=lambda o: (-o.metric, o.trial_id))[: self.top_k]
 
     def candidate_pool(self, rng: np.random.Generator) -> list[tuple[Observation, tuple[Op, ...], Graph]]:
-        """Up to ``pool_size`` unseen, distinct children within ``radius`` morphisms of the top models."""
+        """Up to ``pool_size`` unseen, distinct children: ``local_share`` of them one morphism from the best
+        model, the rest within ``radius`` morphisms of the top models."""
         parents = self._parents()
         pool: list[tuple[Observation, tuple[Op, ...], Graph]] = []
         keys: set[str] = set()
-        for _ in range(4 * self.pool_size):
-            if len(pool) >= self.pool_size:
-                break
-            use_best = len(parents) == 1 or rng.random() < self.p_best
-            parent = parents[0] if use_best else parents[int(rng.integers(1, len(parents)))]
-            chain = self.morph_chain(parent.architecture, int(rng.integers(1, self.radius + 1)), rng)
-            if chain is None:
-                continue
-            graph, ops = chain
-            key = graph.canonical_hash()
-            if key in keys or self.is_seen(key):
-                continue
-            keys.add(key)
-            pool.append((parent, ops, graph))
+
+        def draw(count: int, local: bool) -> None:
+            goal = len(pool) + count
+            for _ in range(4 * count):
+                if len(pool) >= goal:
+                    return
+                use_best = local or len(parents) == 1 or rng.random() < self.p_best
+                parent = parents[0] if use_best else parents[int(rng.integers(1, len(parents)))]
+                length = 1 if local else int(rng.integers(1, self.radius + 1))
+                chain = self.morph_chain(parent.architecture, length, rng)
+                if chain is None:
+                    continue
+                graph, ops = chain
+                key = graph.canonical_hash()
+                if key in keys or self.is_seen(key):
+                    continue
+                keys.add(key)
+                pool.append((parent, ops, graph))
+
+        draw(round(self.local_share * self.pool_size), local=True)
+        draw(self.pool_size - len(pool), local=False)
         return pool
 
     def propose(self, trial_id: int) -> Suggestion | None:
