@@ -79,6 +79,26 @@ def test_report_and_export_give_the_trained_models_predictions(finished_run, tmp
     assert Graph.load(tmp_path / "export").canonical_hash() == finished_run.best.arch_hash
 
 
+def test_trials_record_their_cost_and_the_report_shows_accuracy_against_it(finished_run):
+    from morphnas.engine.results import format_report
+
+    for t in finished_run.trials:
+        graph = Graph.from_dict(t.extra["architecture"])
+        assert t.flops == graph.flops() == 2 * t.extra["macs"] > 0  # known from the architecture
+        if t.has_metric:
+            images = sum(h["train_images"] for h in t.history)
+            train_seconds = sum(h["train_seconds"] for h in t.history)
+            assert t.train_images_per_second == pytest.approx(images / train_seconds)
+            assert t.seconds_per_epoch == pytest.approx(sum(h["seconds"] for h in t.history) / len(t.history))
+    rep = finished_run.report()
+    row = rep["leaderboard"][0]
+    by_id = {t.id: t for t in finished_run.trials}
+    assert row["flops"] == by_id[row["trial"]].flops and row["train_images_per_second"] > 0
+    text = format_report(rep)
+    assert "MFLOPs" in text and "img/s" in text and f"{row['flops'] / 1e6:.1f}" in text
+    assert (finished_run.path / "cost.png").stat().st_size > 1000 and rep["cost_plot"].endswith("cost.png")
+
+
 def test_tensorboard_events_hold_the_curves_trajectory_and_hparams(finished_run):
     mux = EventMultiplexer().AddRunsFromDirectory(str(finished_run.path / "tb"))
     mux.Reload()

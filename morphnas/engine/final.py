@@ -23,6 +23,13 @@ Decisions:
 - **The run's normalisation.** The final network is trained with the statistics in ``normalization.json``
   (those of the search's training split), so the exported model, which applies them, is the network that was
   tested.
+- **The search's training settings, for now.** ``final_train_config`` gives the search's trial settings
+  (``train_config``), not the named final recipe of ``trainer/recipe.py`` (label smoothing, warm-up, cosine to 0,
+  weight EMA), whose constants are not measured yet; switching is one line there, and ``train_final(recipe=)``
+  takes any ``TrainConfig``. Its ``patience`` and ``time_limit`` are dropped and ``max_epochs`` is planned; a
+  warm-up as long as the planned epochs is halved to fit them. Epoch costs (the search's, or the probe's) are of
+  eager training: the probe does not compile, so a recipe with ``compile`` plans without the compile's one-off
+  cost or its gain, the deadline still bounding the training.
 - **Done once.** ``run_final_step`` is skipped when ``final.json`` (or, with no test split, the job state)
   already holds the final of the current best trial: a resumed run neither loses nor repeats its final step.
 """
@@ -57,7 +64,15 @@ from morphnas.graph.graph import Graph, GraphError
 from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
 from morphnas.trainer.augment import Normalizer
 from morphnas.trainer.datasets import ImageDataset
-from morphnas.trainer.trainer import EpochRecord, EvalResult, Trainer, TrainResult, evaluate, select_device
+from morphnas.trainer.trainer import (
+    EpochRecord,
+    EvalResult,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    evaluate,
+    select_device,
+)
 
 if TYPE_CHECKING:
     from morphnas.engine.loop import Search
@@ -158,10 +173,20 @@ def measure_epoch(trainer: Trainer, graph: Graph, seed: int, seconds: float, tra
 
 
 # ---------------------------------------------------------------------------------------------- the training
+def final_train_config(config: SearchConfig) -> TrainConfig:
+    """The training settings of the final step, before its epochs are planned: for now the search's trials' own.
+
+    The named final recipe is not used yet (its constants in ``trainer/recipe.py`` are not measured); switching to
+    it, on top of the search's optimizer, learning rate and batch size, is this one line:
+    ``return replace(train_config(config), **final_recipe_fields(config.dataset))``."""
+    return train_config(config)
+
+
 def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: ImageDataset, *,
                 epochs: int | None, deadline: float | None, cost: EpochCost | None = None,
                 source: dict[str, Any] | None = None, test: bool = True, say: Say | None = None,
-                tick: Callable[[], None] | None = None, trained: Graph | None = None) -> dict[str, Any]:
+                tick: Callable[[], None] | None = None, trained: Graph | None = None,
+                recipe: TrainConfig | None = None) -> dict[str, Any]:
     """Train ``architecture`` from scratch on ``data``'s train+validation, then test it once; the one final training.
 
     ``epochs`` (≥ 1) trains that many, at most, when they fit before ``deadline`` (absolute ``time.time()``);
@@ -169,6 +194,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
     train+validation, else a probe measures it. ``trained``: the search's trained model of this architecture,
     tested instead (no retraining) when not one epoch fits before the deadline. Writes ``models/final/`` and,
     with ``test``, ``final.json``; returns the report. ``source`` goes into the report (the trial...).
+    ``recipe``: the training settings (default ``final_train_config(config)``); its ``patience`` and
+    ``time_limit`` are dropped and its ``max_epochs`` replaced by the planned epochs.
     """
     started = time.time()
     say = say or _printer(config.quiet)
@@ -183,10 +210,13 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
     graph = architecture.without_weights().init_weights(init_seed)
     _, monitor = data.split_validation(config.val_fraction, config.seed)  # part of the training data now
     norm = run.normalization()
-    base = replace(train_config(config), patience=None, time_limit=None)
+    base = replace(recipe or final_train_config(config), patience=None, time_limit=None)
 
-    def trainer_for(n_epochs: int) -> Trainer:
-        trainer = Trainer(data.train, monitor, replace(base, max_epochs=n_epochs), device=config.device,
+    def trainer_for(n_epochs: int, probe: bool = False) -> Trainer:
+        warmup = base.warmup_epochs if base.warmup_epochs < n_epochs else n_epochs / 2  # must be < max_epochs
+        cfg = replace(base, max_epochs=n_epochs, warmup_epochs=warmup,
+                      compile=base.compile and not probe)  # a probe would time the compiling as training
+        trainer = Trainer(data.train, monitor, cfg, device=config.device,
                           n_classes=data.n_classes, flip_default=data.flip_ok,
                           crop_padding_default=data.crop_padding)
         trainer.normalizer = Normalizer(torch.tensor(norm["mean"], dtype=torch.float32),
@@ -198,7 +228,7 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
     if deadline is not None:
         if cost is None:
             seconds = min(PROBE_MAX_SECONDS, max(0.2, PROBE_SHARE * (deadline - time.time())))
-            cost = measure_epoch(trainer_for(1), graph, train_seed, seconds, len(data.train), len(monitor))
+            cost = measure_epoch(trainer_for(1, probe=True), graph, train_seed, seconds, len(data.train), len(monitor))
             plan["probed"] = True
         allowance = final_allowance(cost, n_test)
         available = deadline - allowance - time.time()

@@ -27,7 +27,7 @@ from morphnas.storage.rundir import RunDir, TrialRecord
 
 __all__ = ["FINAL_SEED_KEY", "Standardize", "busy_seconds", "classifier", "compare", "draw_trial",
            "final_evaluation", "format_compare", "format_report", "per_class_report", "pick_trial",
-           "plot_trajectories", "report", "retrain_final"]
+           "plot_cost", "plot_trajectories", "report", "retrain_final"]
 
 class Standardize(nn.Module):
     """Maps raw images (uint8 or float, pixel units) to what the network was trained on."""
@@ -96,8 +96,9 @@ def draw_trial(run: RunDir, trial: int, path: Path | None = None) -> Path:
 
 
 def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dict[str, Any]:
-    """Leaderboard, best trial, trajectory (and ``trajectory.png``), overhead, and the final test if any; with
-    ``plot`` the best architecture drawn (``best_architecture.png``), and trial ``trial``'s when given."""
+    """Leaderboard (with each trial's FLOPs and measured throughput), best trial, trajectory (and
+    ``trajectory.png``), overhead, and the final test if any; with ``plot`` also validation accuracy against cost
+    (``cost.png``), the best architecture drawn (``best_architecture.png``), and trial ``trial``'s when given."""
     run = RunDir.open(path)
     try:
         config = stored_config(run)  # imports the run's plugins
@@ -120,7 +121,9 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
             "leaderboard": [{"trial": t.id, "metric": t.metric, "initial_metric": t.extra.get("initial_metric"),
                              "parent": t.parent, "ops": t.description, "parameters": t.n_params, "depth": t.depth,
                              "width": t.width, "skips": t.skips, "epochs": t.epochs, "status": str(t.status),
-                             "epochs_trained": t.extra.get("epochs_trained"),
+                             "epochs_trained": t.extra.get("epochs_trained"), "flops": t.flops,
+                             "train_images_per_second": t.train_images_per_second,
+                             "seconds_per_epoch": t.seconds_per_epoch,
                              "seconds": t.extra.get("seconds"), "worker": t.extra.get("worker", ""),
                              "started": _offset(t.started_at, trials)} for t in ok],
             "failures": [{"trial": t.id, "reason": (t.reason or "").strip().splitlines()[-1:]} for t in finished
@@ -134,6 +137,9 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
             out["final"] = final
         if plot and out["trajectory"]:
             out["plot"] = str(plot_trajectories({str(run.path): out["trajectory"]}, run.trajectory_plot))
+        if plot and any(row["flops"] is not None or row["seconds_per_epoch"] is not None
+                        for row in out["leaderboard"]):
+            out["cost_plot"] = str(plot_cost(out["leaderboard"], run.cost_plot))
         if plot and ok:
             out["architecture_plot"] = str(draw_trial(run, ok[0].id, run.best_architecture_plot))
         if trial is not None:
@@ -159,13 +165,16 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
         lines.append(f"time: {rep['job_seconds']:.0f} s of a {rep['time_budget']:.0f} s budget (search and final)")
     if rep["leaderboard"]:
         parallel = len({row.get("worker") for row in rep["leaderboard"]}) > 1
-        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'depth':>5} {'skips':>5}"
-                     + (f" {'worker':>10} {'at (s)':>7}" if parallel else "") + "  ops")
+        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'MFLOPs':>8} {'img/s':>6} "
+                     f"{'depth':>5} {'skips':>5}" + (f" {'worker':>10} {'at (s)':>7}" if parallel else "") + "  ops")
         for row in rep["leaderboard"][:top]:
             start = row["initial_metric"]
             at = row.get("started")
+            flops, speed = row.get("flops"), row.get("train_images_per_second")
             lines.append(f"{row['trial']:>5} {row['metric']:>8.2%} "
                          f"{(f'{start:.1%}' if start is not None else '-'):>7} {row['parameters']:>10,} "
+                         f"{(f'{flops / 1e6:.1f}' if flops is not None else '-'):>8} "
+                         f"{(f'{speed:.0f}' if speed is not None else '-'):>6} "
                          f"{row['depth']:>5} {row['skips']:>5}"
                          + (f" {row.get('worker', '')!s:>10} {(f'{at:.0f}' if at is not None else '-'):>7}"
                             if parallel else "") + f"  {row['ops']}"
@@ -193,6 +202,8 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
                      f"{fin['macro']['f1']:>6.3f}")
     if "plot" in rep:
         lines.append(f"trajectory plot: {rep['plot']}")
+    if "cost_plot" in rep:
+        lines.append(f"accuracy against cost: {rep['cost_plot']}")
     if "architecture_plot" in rep:
         lines.append(f"best architecture: {rep['architecture_plot']}")
     if "trial_plot" in rep:
@@ -218,6 +229,36 @@ def plot_trajectories(trajectories: dict[str, list[dict[str, float]]], path: Pat
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_cost(leaderboard: list[dict[str, Any]], path: Path) -> Path:
+    """Validation accuracy of each trial against its FLOPs per image (log scale) and its seconds per epoch, the best
+    trial marked: which accuracy the search bought at which cost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    best = max(leaderboard, key=lambda r: r["metric"], default=None)
+    for ax, key, label in ((axes[0], "flops", "FLOPs per image (forward)"),
+                           (axes[1], "seconds_per_epoch", "seconds per epoch (training + validation)")):
+        rows = [r for r in leaderboard if r.get(key) is not None]
+        ax.scatter([r[key] for r in rows], [r["metric"] for r in rows], s=18, alpha=0.7)
+        for r in rows:
+            ax.annotate(str(r["trial"]), (r[key], r["metric"]), fontsize=6, alpha=0.6,
+                        xytext=(2, 2), textcoords="offset points")
+        if best is not None and best.get(key) is not None:
+            ax.scatter([best[key]], [best["metric"]], s=80, facecolors="none", edgecolors="red", label="best")
+            ax.legend(fontsize=8)
+        if key == "flops" and rows:
+            ax.set_xscale("log")
+        ax.set(xlabel=label, ylabel="validation accuracy")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -7,6 +7,14 @@ A trial never touches the run directory: its ``TrialSpec`` carries the parent's 
 worker process or a Ray actor on another machine, with no shared filesystem. Only the driver writes the run
 directory (models, trial rows, TensorBoard).
 
+Every outcome also says what its candidate cost, in ``extra`` (stored as is in the trial row, where
+``TrialRecord.flops`` and ``TrialRecord.train_images_per_second`` read them): ``macs`` and ``flops`` per image of
+one forward pass, computed from the architecture (``Graph.macs``; None for a layer kind that does not define its
+cost), and, once an epoch has trained, the measured ``train_images_per_second`` (training only, compiling
+excluded) and ``seconds_per_epoch`` (training and validation; for a trial cut inside its first epoch, from the
+validated partial epoch with its training time scaled to a whole epoch). FLOPs are known before training, for
+any candidate; throughput is what this machine actually did, with its memory-bound layers and its load.
+
 A trial may be cut: ``TrialSpec.deadline`` (absolute wall-clock, ``time.time()``, so it means the same in a
 worker process or on a Ray node with a synchronised clock) reaches into the trainer, which stops after the
 optimizer step that passes it; the outcome is then ``cut``, with the best finished epoch's weights (or the
@@ -29,7 +37,7 @@ from typing import Any
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import Limits, replay
 from morphnas.status import TrialStatus
-from morphnas.trainer.trainer import EpochRecord, Trainer
+from morphnas.trainer.trainer import EpochRecord, Trainer, TrainResult
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,28 @@ def build_child(spec: TrialSpec) -> Graph:
     return Graph.from_dict(spec.architecture).init_weights(spec.init_seed)
 
 
+def cost_extra(graph: Graph) -> dict[str, int | None]:
+    """``macs`` and ``flops`` per image of ``graph``'s forward pass, None where a layer kind cannot say its cost."""
+    try:
+        macs: int | None = graph.macs()
+    except NotImplementedError:
+        macs = None
+    return {"macs": macs, "flops": None if macs is None else 2 * macs}
+
+
+def seconds_per_epoch(result: TrainResult) -> float:
+    """Seconds of one epoch, training and validation, over the finished epochs of ``result.history``.
+
+    A cut run whose only record is a validated partial epoch (``fraction`` < 1) has its training time, less the
+    one-off compile, scaled to a whole epoch: unscaled, a candidate cut early would look many times cheaper."""
+    full = [r for r in result.history if r.fraction >= 1.0]
+    if full:
+        return sum(r.seconds for r in full) / len(full)
+    r = result.history[-1]
+    train = (r.train_seconds - result.compile_seconds) / r.fraction + result.compile_seconds
+    return train + (r.seconds - r.train_seconds)
+
+
 def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = None,
               worker: str = "", stop: Callable[[], bool] | None = None) -> TrialOutcome:
     """Run one trial; every failure (bad replay, NaN, out of memory...) becomes a failed outcome, never raises.
@@ -105,6 +135,7 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
     try:
         graph = build_child(spec)
         outcome.n_params = graph.n_params()
+        outcome.extra.update(cost_extra(graph))
         module = graph.to_module()
         if spec.parent is not None and spec.inherit:
             loss, acc = trainer.validate(module)  # where the child starts: its parent's accuracy, morphed
@@ -124,8 +155,14 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
         outcome.epochs, outcome.stopped_by = result.epochs_run, result.stopped_by
         outcome.history = [dataclasses.asdict(r) for r in result.history]
         outcome.train_seconds = result.total_seconds
+        if result.history:
+            outcome.extra["train_images_per_second"] = result.train_images_per_second
+            outcome.extra["seconds_per_epoch"] = seconds_per_epoch(result)
+        if result.compile_seconds or result.compile_error:
+            outcome.extra["compile_seconds"] = result.compile_seconds
+            outcome.extra["compile_error"] = result.compile_error
         outcome.extra["epochs_trained"] = round(result.epochs_trained, 4)
-        if outcome.status.has_metric:
+        if outcome.status.has_metric:  # a trial cut at the deadline keeps its model (its best epoch's weights)
             outcome.model = graph.with_weights_from(module).to_bytes()
     except Exception:
         outcome.status, outcome.reason = TrialStatus.FAILED, traceback.format_exc()

@@ -162,6 +162,20 @@ class Graph:
         """Number of trainable parameters, exactly as PyTorch counts them for ``to_module()``."""
         return sum(layer.n_params() for layer in self.layers.values())
 
+    def macs(self) -> int:
+        """Multiply-accumulates per image of one forward pass: the sum of each layer's ``Layer.macs``.
+
+        Convolutions and dense layers count, element-wise layers count 0 (the convention of ``layers.py``); a
+        kind with tensors that does not define its cost raises ``NotImplementedError`` naming it.
+        """
+        return sum(self.layers[lid].macs([self.shape(n) for n in self.layer_inputs[lid]],
+                                         self.shape(self.layer_output[lid])) for lid in self.layers)
+
+    def flops(self) -> int:
+        """Floating-point operations per image of one forward pass, 2 × ``macs()``: what
+        ``torch.utils.flop_counter.FlopCounterMode`` counts for ``to_module()`` on one image."""
+        return 2 * self.macs()
+
     def n_layers(self) -> int:
         return len(self.layers)
 

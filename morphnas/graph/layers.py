@@ -3,9 +3,19 @@
 Each spec is a small frozen dataclass that knows its output shape for given input shapes, the shapes of
 its parameters, how to initialise them, how it runs (a PyTorch module, or a function of its inputs), how it
 writes itself as source code for the standalone export, and the flags that the graph, the morphisms and the
-searcher read (channel-wise, non-negativity, merge, edit-distance attributes...). A kind is made known by
-decorating its class with ``register_layer``; nothing else in morphnas keeps lists of kinds. Shapes are per
-sample and channels-first: ``(C, H, W)`` for images, ``(F,)`` for features.
+searcher read (channel-wise, non-negativity, merge, edit-distance attributes...), and what it costs
+(``macs``). A kind is made known by decorating its class with ``register_layer``; nothing else in morphnas
+keeps lists of kinds. Shapes are per sample and channels-first: ``(C, H, W)`` for images, ``(F,)`` for
+features.
+
+Cost convention: ``macs`` counts the multiply-accumulates of a layer's weights per sample in the forward
+pass (convolutions and dense layers); element-wise and data-movement layers (BatchNorm, ReLU, pools, merges,
+Flatten, Dropout) count 0. That is the convention of the papers' "FLOPs" tables, and FLOPs = 2 × MACs is
+exactly what ``torch.utils.flop_counter.FlopCounterMode`` counts for the compiled module (biases and
+element-wise work are not counted there either; tests/test_cost.py checks it). Element-wise work is memory
+bound and shows in the measured throughput, which trials record beside the FLOPs. A kind without tensors
+costs 0 unless it says otherwise; a kind with tensors must define ``macs`` (a plugin's depthwise conv must
+not silently cost 0), else asking a graph for its cost is a ``NotImplementedError`` naming the kind.
 """
 
 from __future__ import annotations
@@ -107,6 +117,18 @@ class Layer:
 
     def n_params(self) -> int:
         """Trainable parameter count, as PyTorch counts it for the compiled module."""
+        return 0
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        """Multiply-accumulates of its weights per sample in the forward pass, given its input and output shapes.
+
+        The default is 0 for a kind without tensors (element-wise or data movement) and an error for a kind
+        with tensors, which must say its cost (0 for a per-channel affine or slope, like BatchNorm).
+        """
+        if self.param_shapes():
+            raise NotImplementedError(
+                f"layer kind {self.kind!r} has tensors but does not define macs(inputs, output): add it to its "
+                "class (multiply-accumulates per sample in the forward pass; 0 for an element-wise layer)")
         return 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,6 +285,10 @@ class Conv2d(Layer):
     def n_params(self) -> int:
         return self.out_channels * (self.in_channels * self.kernel_size**2 + 1)
 
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        # every output element is a dot product over in_channels × k × k inputs (the bias add is not counted)
+        return math.prod(output) * self.in_channels * self.kernel_size**2
+
     def describe(self) -> str:
         return f"Conv2d({self.in_channels}->{self.out_channels}, k{self.kernel_size}, s{self.stride})"
 
@@ -311,6 +337,9 @@ class Dense(Layer):
 
     def n_params(self) -> int:
         return self.out_features * (self.in_features + 1)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return self.in_features * self.out_features
 
     def describe(self) -> str:
         return f"Dense({self.in_features}->{self.out_features})"
@@ -364,6 +393,9 @@ class BatchNorm(Layer):
 
     def n_params(self) -> int:
         return 2 * self.num_features
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return 0  # a per-channel affine map (folds into the previous conv at inference): element-wise work
 
     def describe(self) -> str:
         return f"BatchNorm({self.num_features})"

@@ -14,6 +14,7 @@ run/
   data.npz           a copy of the arrays given through the Python API (so ``resume`` finds them)
   final.json         the final retrain's single test evaluation
   trajectory.png     best-so-far plot drawn by ``morphnas report``
+  cost.png           validation accuracy against FLOPs and seconds per epoch, drawn by ``morphnas report``
 ```
 
 This module owns that layout: no other module builds a path inside a run directory. Every write is atomic
@@ -103,6 +104,27 @@ class TrialRecord:
     def has_metric(self) -> bool:
         """Whether the trial has a trained model and a finite validation metric."""
         return self.status.has_metric and self.metric is not None
+
+    @property
+    def flops(self) -> int | None:
+        """FLOPs per image of the trial's forward pass (2 × MACs, from the architecture); None when unknown
+        (a run from before costs were recorded, a trial not yet run, a layer kind without a cost)."""
+        value = self.extra.get("flops")
+        return int(value) if value is not None else None
+
+    @property
+    def train_images_per_second(self) -> float | None:
+        """Measured training throughput of the trial (images/s, validation and compiling excluded; a cut trial's
+        validated partial epoch counts); None when no epoch was validated or the run predates the record."""
+        value = self.extra.get("train_images_per_second")
+        return float(value) if value is not None else None
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """Mean wall-clock seconds of the trial's epochs, training and validation (for a trial cut inside its first
+        epoch, the partial epoch scaled to a whole one); None when unknown."""
+        value = self.extra.get("seconds_per_epoch")
+        return float(value) if value is not None else None
 
 
 def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
@@ -421,6 +443,11 @@ class RunDir:
     def trajectory_plot(self) -> Path:
         """Where ``morphnas report`` draws the best-so-far trajectory (``trajectory.png``)."""
         return self.path / "trajectory.png"
+
+    @property
+    def cost_plot(self) -> Path:
+        """Where ``morphnas report`` draws validation accuracy against each trial's cost (``cost.png``)."""
+        return self.path / "cost.png"
 
     @property
     def best_architecture_plot(self) -> Path:

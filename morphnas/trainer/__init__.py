@@ -3,6 +3,7 @@
 `load_dataset("demo" | "fashion-mnist" | "mnist" | "cifar10" | path.npz)` gives an `ImageDataset`;
 `Trainer.from_dataset(data, TrainConfig(...)).fit(module, seed=...)` trains an `nn.Module` on the device
 with early stopping and returns a `TrainResult`; `Trainer.evaluate` / `evaluate` score a module on a split.
+`TrainConfig.final_recipe(dataset)` is the recipe of the final retrain (its constants: `recipe.FINAL_RECIPES`).
 """
 
 from morphnas.trainer.augment import Augmentation, Normalizer
@@ -23,6 +24,7 @@ from morphnas.trainer.datasets import (
     read_idx,
     stratified_split,
 )
+from morphnas.trainer.recipe import FINAL_RECIPES, final_recipe_fields
 from morphnas.trainer.trainer import (
     EpochRecord,
     EvalResult,
@@ -30,12 +32,14 @@ from morphnas.trainer.trainer import (
     Trainer,
     TrainResult,
     evaluate,
+    lr_factors,
     resolve_amp,
     select_device,
 )
 
 __all__ = [
     "DATASET_NAMES",
+    "FINAL_RECIPES",
     "Augmentation",
     "DownloadError",
     "EpochRecord",
@@ -48,6 +52,7 @@ __all__ = [
     "Trainer",
     "dataset_search_dirs",
     "evaluate",
+    "final_recipe_fields",
     "from_arrays",
     "from_torch_dataset",
     "load_cifar10",
@@ -55,6 +60,7 @@ __all__ = [
     "load_demo",
     "load_idx_dataset",
     "load_npz",
+    "lr_factors",
     "read_cifar_batch",
     "read_idx",
     "resolve_amp",

@@ -8,14 +8,34 @@ optimizer step; the best epoch's weights restored into the module. Faults (non-f
 any exception) come back as a `TrainResult` with status "failed" and never escape, so a search survives a
 bad candidate. The loop does one host sync per epoch (the loss and accuracy are accumulated on the device).
 On CUDA it uses autocast (bf16, or fp16 with a GradScaler) and channels-last by default.
+
+Options for the final retrain, all off by default so that search trials train as before (the named final recipe,
+`TrainConfig.final_recipe(dataset)`, turns them on; its constants live in `recipe.py`):
+- `ema_decay`: an exponential moving average of the weights and of the BatchNorm buffers, kept in a shadow copy
+  of the module and updated after every optimizer step. The shadow is what is validated, kept as the best epoch
+  and returned, so early stopping, the best epoch and the returned module all agree. BatchNorm running
+  statistics are averaged like the weights (as timm's ModelEmaV2 does) rather than recomputed with an extra pass
+  over the training data: with a horizon of a few epochs the averaged statistics match the averaged weights
+  closely and validation costs nothing extra. SWA is not provided: it needs that extra pass and its own schedule.
+- `warmup_epochs`: a linear warm-up of the learning rate; `schedule="cosine"` then decays to exactly 0 at the
+  last planned step.
+- `lr_scaling`: the learning rate is given for batch 128 and scaled linearly or by the square root with the
+  batch size (Goyal et al. 2017; Krizhevsky 2014), so batch-size experiments keep a comparable schedule.
+- `compile`: `torch.compile` of the training step's module (validation runs eager: a second compile for eval
+  mode and the last short batch would cost more than it saves). Compiling costs seconds to minutes per
+  architecture on a CPU (every new architecture compiles anew), so it can pay only for long fits. If compiling
+  fails for any reason the fit warns once, trains the eager module from the same step, and records why
+  (`TrainResult.compile_error`): it never fails a trial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,6 +47,7 @@ from torch import nn
 
 from morphnas.trainer.augment import Augmentation, Normalizer
 from morphnas.trainer.datasets import ImageDataset, ImageSplit
+from morphnas.trainer.recipe import final_recipe_fields
 
 __all__ = [
     "BatchCallback",
@@ -36,6 +57,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "evaluate",
+    "lr_factors",
     "resolve_amp",
     "select_device",
 ]
@@ -43,6 +65,8 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "onecycle")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+LR_SCALINGS = ("none", "linear", "sqrt")
+LR_REFERENCE_BATCH = 128  # the batch size `lr` is given for when `lr_scaling` is "linear" or "sqrt"
 _DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 _AUG_CHUNK = 4096  # images augmented per op at the start of an epoch (bounds the temporaries)
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
@@ -61,6 +85,10 @@ class TrainConfig:
     4 px and flips for CIFAR-10, 2 px and no flips for Fashion-MNIST and MNIST); for bare splits, H // 8 px
     and no flips. `amp="auto"` is bf16 (else fp16) autocast on CUDA and off
     elsewhere; `channels_last=None` is on for CUDA only. `time_limit` is in seconds for the whole fit.
+    `warmup_epochs` (may be fractional) ramps the lr linearly up to its peak; `ema_decay` (per step, None = off)
+    validates and returns an exponential moving average of the weights; `lr_scaling` scales `lr` from batch 128
+    to `batch_size`; `compile` trains through `torch.compile(backend=compile_backend)`, falling back to eager
+    with a warning if that fails. The module docstring says why each exists and is off by default.
     """
 
     max_epochs: int = 15
@@ -81,6 +109,11 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None
     eval_batch_size: int = 1024
+    warmup_epochs: float = 0.0
+    ema_decay: float | None = None
+    lr_scaling: str = "none"
+    compile: bool = False
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -99,11 +132,29 @@ class TrainConfig:
             raise ValueError(f"time_limit must be > 0 seconds or None; got {self.time_limit}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if not 0.0 <= self.warmup_epochs < self.max_epochs:
+            raise ValueError(f"warmup_epochs must be in [0, max_epochs={self.max_epochs}); got {self.warmup_epochs}")
+        if self.warmup_epochs and self.schedule == "onecycle":
+            raise ValueError("warmup_epochs cannot be combined with schedule='onecycle', which has its own warm-up")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or None; got {self.ema_decay}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}; got {self.lr_scaling!r}")
+        if not self.compile_backend:
+            raise ValueError("compile_backend must name a torch.compile backend, e.g. 'inductor'")
 
     @property
     def base_lr(self) -> float:
-        """The peak learning rate: `lr`, or the optimizer's default."""
-        return self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
+        """The peak learning rate: `lr` (or the optimizer's default), scaled from batch 128 by `lr_scaling`."""
+        lr = self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
+        ratio = self.batch_size / LR_REFERENCE_BATCH
+        return lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
+
+    @classmethod
+    def final_recipe(cls, dataset: str | None = None, **overrides: Any) -> TrainConfig:
+        """The named final recipe for `dataset` (`recipe.FINAL_RECIPES`: label smoothing, warm-up, cosine to 0,
+        weight EMA, no early stopping, the dataset's augmentation), with `overrides` (e.g. `max_epochs`) on top."""
+        return cls(**(final_recipe_fields(dataset) | overrides))
 
 
 @dataclass(frozen=True)
@@ -119,6 +170,7 @@ class EpochRecord:
     train_seconds: float
     seconds: float
     elapsed: float
+    train_images: int = 0  # images trained on this epoch (for throughput: train_images / train_seconds)
     fraction: float = 1.0  # share of the epoch's batches trained: < 1 only for a partial epoch (see `fit`)
 
 
@@ -144,12 +196,22 @@ class TrainResult:
     total_seconds: float = 0.0
     device: str = "cpu"
     metric: str = "accuracy"
+    compile_seconds: float = 0.0  # the first training step under torch.compile, compiling included
+    compile_error: str = ""  # why torch.compile was given up for eager training (empty: not asked, or it worked)
     epochs_trained: float = 0.0
 
     @property
     def ok(self) -> bool:
         """Whether the run ended normally with a usable best metric (a cut run has one too: `has_metric`)."""
         return self.status == "ok"
+
+    @property
+    def train_images_per_second(self) -> float | None:
+        """Training throughput over the epochs in `history` (a validated partial epoch included; validation and
+        compiling excluded); None before one."""
+        images = sum(r.train_images for r in self.history)
+        seconds = sum(r.train_seconds for r in self.history) - self.compile_seconds
+        return images / seconds if images and seconds > 0 else None
 
     @property
     def has_metric(self) -> bool:
@@ -222,19 +284,37 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _lr_factors(schedule: str, total_steps: int) -> list[float]:
-    """Multipliers of the base lr for each optimizer step."""
-    t = np.arange(total_steps) / max(total_steps, 1)
+def lr_factors(schedule: str, total_steps: int, warmup_steps: int = 0) -> list[float]:
+    """Multipliers of the peak lr for each of `total_steps` optimizer steps.
+
+    `warmup_steps` > 0 first ramps linearly: step s < W gets (s + 1) / (W + 1), so the first step is low and step W
+    is the peak. Then "cosine" decays from 1 to exactly 0 at the last step (the last step trains at lr 0: one step
+    in thousands, so that the final weights are those of the end of the decay), "constant" stays at 1, and
+    "onecycle" (no `warmup_steps`) is its own warm-up over 30% from 1/25, then cosine down to 1/1e4 of the peak.
+    """
+    if not 0 <= warmup_steps < max(total_steps, 1):
+        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}); got {warmup_steps}")
+    w = warmup_steps
+    warm = (np.arange(w) + 1.0) / (w + 1)
+    rest = total_steps - w
     if schedule == "constant":
-        f = np.ones(total_steps)
+        f = np.ones(rest)
     elif schedule == "cosine":
+        t = np.arange(rest) / max(rest - 1, 1)
         f = 0.5 * (1.0 + np.cos(np.pi * t))
-    else:  # onecycle: linear warm-up over 30% from 1/25, then cosine down to 1/1e4 of the peak
-        warm = 0.3
-        up = 1 / 25 + (1 - 1 / 25) * t / warm
-        down = 1e-4 + (1 - 1e-4) * 0.5 * (1.0 + np.cos(np.pi * (t - warm) / (1 - warm)))
-        f = np.where(t < warm, up, down)
-    return [float(v) for v in f]
+    elif schedule == "onecycle":
+        if w:
+            raise ValueError("schedule 'onecycle' has its own warm-up: warmup_steps must be 0")
+        t = np.arange(total_steps) / max(total_steps, 1)
+        up = 1 / 25 + (1 - 1 / 25) * t / 0.3
+        down = 1e-4 + (1 - 1e-4) * 0.5 * (1.0 + np.cos(np.pi * (t - 0.3) / (1 - 0.3)))
+        f = np.where(t < 0.3, up, down)
+    else:
+        raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+    return [float(v) for v in np.concatenate([warm, f])]
+
+
+_lr_factors = lr_factors  # the name the trainer's tests used before the warm-up existed
 
 
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
@@ -288,12 +368,48 @@ class _NonFinite(Exception):
 
 @dataclass
 class _Best:
+    """The best epoch so far (its metric and weights), what the fit learned about compiling, and its steps."""
+
     epoch: int | None = None
     metric: float = -math.inf
     loss: float | None = None
     state: dict[str, torch.Tensor] | None = None
+    compile_seconds: float = 0.0
+    compile_error: str = ""
     steps_done: int = 0  # optimizer steps taken, and steps per epoch: the epochs trained, fractional
     steps_per_epoch: int = 0
+
+
+class _WeightEMA:
+    """An exponential moving average of a module's floating tensors (parameters and BatchNorm running
+    statistics) in a shadow copy of the module; integer buffers (BatchNorm's batch count) are copied.
+
+    The decay ramps up as min(decay, (1 + t) / (10 + t)) over the first updates t, so the average does not keep
+    the random initialisation for a thousand steps; with decay 0 the shadow equals the weights exactly.
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay, self.updates = decay, 0
+        self.module = copy.deepcopy(module)
+        for m in self.module.modules():  # the copy must not share the seeded-dropout forwards of the original
+            if isinstance(m, _DROPOUTS):
+                m.__dict__.pop("forward", None)
+        self.module.requires_grad_(False)
+        src, dst = module.state_dict(keep_vars=True), self.module.state_dict(keep_vars=True)
+        floating = [k for k in src if src[k].is_floating_point()]
+        self._avg = [dst[k].detach() for k in floating]
+        self._src = [src[k].detach() for k in floating]
+        self._copy = [(dst[k].detach(), src[k].detach()) for k in src if not src[k].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the module's current tensors (after an optimizer step)."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        if self._avg:
+            torch._foreach_lerp_(self._avg, self._src, 1.0 - decay)
+        for avg, cur in self._copy:
+            avg.copy_(cur)
 
 
 class Trainer:
@@ -394,6 +510,9 @@ class Trainer:
         and `stopped_by` "deadline" or "stopped": the module keeps its best finished epoch's weights, or, if no
         epoch finished yet, the partial epoch is validated (a history record with `fraction` < 1) so the run
         still has a metric. (`time_limit` keeps its own rule: a partial epoch is never validated.)
+        With `ema_decay` the callback is given the averaged module (the one its record's validation metrics are
+        of), and the module ends with the best epoch's averaged weights; a partial epoch validated at a cut
+        validates the average too. With `compile` the deadline's projection of an epoch leaves the compile time out.
         Nothing raised inside (bad module, NaN, OOM, callback error) escapes: it becomes status "failed".
         """
         start = time.perf_counter()
@@ -414,7 +533,7 @@ class Trainer:
             torch.cuda.empty_cache()
         if best.state is not None:
             try:
-                module.load_state_dict(best.state)
+                module.load_state_dict(best.state)  # with ema_decay: the validated average, not the raw weights
             except Exception:
                 status, reason = "failed", "could not restore the best weights:\n" + traceback.format_exc()
         if status == "ok" and best.epoch is None:
@@ -432,6 +551,8 @@ class Trainer:
             history=history,
             total_seconds=time.perf_counter() - start,
             device=str(self.device),
+            compile_seconds=best.compile_seconds,
+            compile_error=best.compile_error,
             epochs_trained=best.steps_done / best.steps_per_epoch if best.steps_per_epoch else 0.0,
         )
 
@@ -454,18 +575,36 @@ class Trainer:
         gen = torch.Generator().manual_seed(seed)
         opt = self._optimizer(module)
         scaler = torch.amp.GradScaler(dev.type) if self.amp_dtype == torch.float16 else None
+        ema = _WeightEMA(module, cfg.ema_decay) if cfg.ema_decay is not None else None
+        validated = ema.module if ema is not None else module  # what is validated, kept as best and returned
+        net, compiling = (self._compiled(module, best), True) if cfg.compile else (module, False)
+        compiling = compiling and net is not module
         n = len(self._y)
         bs = min(cfg.batch_size, n)
         steps = n // bs
-        lrs = [cfg.base_lr * f for f in _lr_factors(cfg.schedule, steps * cfg.max_epochs)]
+        total = steps * cfg.max_epochs
+        warm = min(round(cfg.warmup_epochs * steps), total - 1)
+        lrs = [cfg.base_lr * f for f in lr_factors(cfg.schedule, total, warm)]
         limit = cfg.time_limit
         step = 0
         best.steps_per_epoch = steps
+
+        def forward_backward(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with _autocast(dev, self.amp_dtype):
+                logits = net(x)
+            self._check_logits(logits)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            return logits, loss
+
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.perf_counter()
             if limit is not None and history and (t0 - start) * epoch / (epoch - 1) > limit:
                 return "time_limit"  # the next epoch would not finish in time
-            if deadline is not None and history and time.time() + (t0 - start) / (epoch - 1) > deadline:
+            # one epoch's time, from the epochs so far without the one-off compile of the first compiled step
+            if deadline is not None and history and (
+                    time.time() + (t0 - start - best.compile_seconds) / (epoch - 1) > deadline):
                 return "deadline"  # the next epoch would not end before the deadline
             module.train()
             perm = torch.randperm(n, generator=gen)[: steps * bs].to(dev, non_blocking=True)
@@ -476,18 +615,27 @@ class Trainer:
                 x, y = self._batch(xs[i * bs : (i + 1) * bs]), ys[i * bs : (i + 1) * bs]
                 for group in opt.param_groups:
                     group["lr"] = lrs[step]
-                with _autocast(dev, self.amp_dtype):
-                    logits = module(x)
-                self._check_logits(logits)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
+                if compiling:  # the first compiled step compiles; if that fails, train eagerly from here on
+                    compiling, tc = False, time.perf_counter()
+                    buffers = {k: b.detach().clone() for k, b in module.named_buffers()}
+                    try:
+                        logits, loss = forward_backward(net, x, y)
+                    except Exception as e:
+                        net = self._compile_failed(module, best, e)
+                        with torch.no_grad():  # undo what a half-run compiled forward did to BatchNorm statistics
+                            for k, b in module.named_buffers():
+                                b.copy_(buffers[k])
+                        logits, loss = forward_backward(net, x, y)
+                    best.compile_seconds = time.perf_counter() - tc
+                else:
+                    logits, loss = forward_backward(net, x, y)
                 if scaler is not None:
-                    scaler.scale(loss).backward()
                     scaler.step(opt)
                     scaler.update()
                 else:
-                    loss.backward()
                     opt.step()
+                if ema is not None:
+                    ema.update()
                 step += 1
                 best.steps_done = step
                 losses[i] = loss.detach()
@@ -500,45 +648,74 @@ class Trainer:
                     "stopped" if stop is not None and stop() else "")
                 if cut:
                     if best.epoch is None:  # nothing validated yet: the partial epoch gives the metric
-                        self._validate_partial(module, epoch, i + 1, steps, losses, preds, ys, lrs[step - 1],
-                                               t0, start, history, best)
+                        self._validate_partial(validated, validated is not module, epoch, i + 1, steps, losses,
+                                               preds, ys, lrs[step - 1], t0, start, history, best)
                     return cut
             train_loss = losses.mean().item()
             if not math.isfinite(train_loss):
                 raise _NonFinite(f"non-finite training loss ({train_loss}) in epoch {epoch}")
             train_acc = (preds == ys).sum().item() / (steps * bs)
             t1 = time.perf_counter()
-            val_loss, val_acc = self._val_metrics(module)
+            val_loss, val_acc = self._val_metrics(validated)
             if not math.isfinite(val_loss):
                 raise _NonFinite(f"non-finite validation loss ({val_loss}) in epoch {epoch}")
             t2 = time.perf_counter()
             record = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lrs[step - 1],
-                                 t1 - t0, t2 - t0, t2 - start)
+                                 t1 - t0, t2 - t0, t2 - start, steps * bs)
             history.append(record)
             if best.epoch is None or val_acc > best.metric + cfg.min_delta:
-                state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                state = {k: v.detach().clone() for k, v in validated.state_dict().items()}
                 best.epoch, best.metric, best.loss, best.state = epoch, val_acc, val_loss, state
-            if callback is not None and callback(record, module):
+            if callback is not None and callback(record, validated):
                 return "callback"
             if cfg.patience is not None and epoch - best.epoch >= cfg.patience:
                 return "early_stopping"
         return "max_epochs"
 
-    def _validate_partial(self, module: nn.Module, epoch: int, done: int, steps: int, losses: torch.Tensor,
-                          preds: torch.Tensor, ys: torch.Tensor, lr: float, t0: float, start: float,
-                          history: list[EpochRecord], best: _Best) -> None:
-        """Validate the weights of an epoch cut after `done` of `steps` batches: the run's only metric."""
+    def _compiled(self, module: nn.Module, best: _Best) -> nn.Module:
+        """`torch.compile(module)` (compiling happens at the first call); the module itself if that refuses."""
+        try:
+            return torch.compile(module, backend=self.config.compile_backend)
+        except Exception as e:
+            return self._compile_failed(module, best, e)
+
+    def _compile_failed(self, module: nn.Module, best: _Best, error: Exception) -> nn.Module:
+        """Record and warn why compiling failed; the eager module to train instead."""
+        def line(e: BaseException) -> str:
+            lines = str(e).strip().splitlines()
+            return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+        root: BaseException = error  # dynamo wraps the backend's own error (inner_exception, or __cause__)
+        for _ in range(8):
+            inner = getattr(root, "inner_exception", None) or root.__cause__
+            if not isinstance(inner, BaseException) or inner is root:
+                break
+            root = inner
+        best.compile_error = (line(error) + ("" if root is error else f" ({line(root)})"))[:500]
+        warnings.warn(f"torch.compile (backend {self.config.compile_backend!r}) failed, training without it: "
+                      f"{best.compile_error}", RuntimeWarning, stacklevel=3)
+        return module
+
+    def _validate_partial(self, validated: nn.Module, keep: bool, epoch: int, done: int, steps: int,
+                          losses: torch.Tensor, preds: torch.Tensor, ys: torch.Tensor, lr: float, t0: float,
+                          start: float, history: list[EpochRecord], best: _Best) -> None:
+        """Validate the weights of an epoch cut after `done` of `steps` batches: the run's only metric.
+
+        `validated` is what a finished epoch would validate (the EMA shadow with `ema_decay`, else the trained
+        module); `keep` copies its weights as the best state (the shadow's, which `fit` loads into the module),
+        else the trained module already holds them."""
         bs = len(preds) // steps
         train_loss = losses[:done].mean().item()
         train_acc = (preds[: done * bs] == ys[: done * bs]).sum().item() / (done * bs)
         t1 = time.perf_counter()
-        val_loss, val_acc = self._val_metrics(module)
+        val_loss, val_acc = self._val_metrics(validated)
         if not math.isfinite(train_loss) or not math.isfinite(val_loss):
             raise _NonFinite(f"non-finite loss ({train_loss}, validation {val_loss}) in partial epoch {epoch}")
         t2 = time.perf_counter()
         history.append(EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, lr, t1 - t0, t2 - t0,
-                                   t2 - start, fraction=done / steps))
-        best.epoch, best.metric, best.loss, best.state = epoch, val_acc, val_loss, None  # the module holds them
+                                   t2 - start, train_images=done * bs, fraction=done / steps))
+        state = {k: v.detach().clone() for k, v in validated.state_dict().items()} if keep else None
+        best.epoch, best.metric, best.loss, best.state = epoch, val_acc, val_loss, state
 
     def _check_logits(self, logits: torch.Tensor) -> None:
         if logits.ndim != 2 or logits.shape[1] != self.n_classes:
