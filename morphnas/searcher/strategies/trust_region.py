@@ -54,7 +54,7 @@ class BayesianSearch(GPStrategy):
                  top_k: int = 3, p_best: float = 0.5, radius: int = 4, max_radius: int = 8,
                  success_tolerance: int = 2, failure_tolerance: int = 4, min_improvement: float = 1e-3,
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
-                 **options: Any) -> None:
+                 restart: bool = False, **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -72,6 +72,7 @@ class BayesianSearch(GPStrategy):
         if not 0.0 <= local_share <= 1.0:
             raise ValueError(f"local_share must be in [0, 1], got {local_share!r}")
         self.local_share = float(local_share)
+        self.restart = bool(restart)
         super().__init__(initial, seed, acquisition=acquisition, **options)
 
     def _reset(self) -> None:
@@ -98,7 +99,8 @@ class BayesianSearch(GPStrategy):
         if self.successes >= self.success_tolerance:
             self.radius, self.successes = min(2 * self.radius, self.max_radius), 0
         elif self.failures >= self.failure_tolerance:
-            self.radius, self.failures = max(self.radius // 2, 1), 0
+            collapsed = self.radius == 1 and self.restart  # the model expects nothing more nearby: jump
+            self.radius, self.failures = (self.max_radius if collapsed else max(self.radius // 2, 1)), 0
 
     def _parents(self) -> list[Observation]:
         return sorted(self.trained, key=lambda o: (-o.metric, o.trial_id))[: self.top_k]
