@@ -14,8 +14,11 @@ fantasy for every pending trial, so trials in flight together differ) scores the
 default) and the best is suggested. The radius, in morphism steps, adapts like TuRBO's: after
 ``success_tolerance`` observations in a row that improve the best, it doubles (up to ``max_radius``); after
 ``failure_tolerance`` in a row that do not, it halves (down to 1). Far moves early while far moves pay, fine
-moves near the top. ``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
-the ablation that shows whether the model, not the pool, is what wins.
+moves near the top. With ``restart``, a region that has collapsed to one morphism and still fails jumps back
+to ``max_radius`` (TuRBO restarts its region too): on a plateau the GP grows confident that nothing nearby
+improves and a collapsed region then stalls for good. ``local_share`` reserves that share of the pool for
+one-morphism children of the best. ``control="random-scores"`` replaces the acquisition by random numbers over
+the same pool: the ablation that shows whether the model, not the pool, is what wins.
 
 Trials in flight together must differ, and not trivially: with four pending, the fantasies alone still let EI
 pick "wider" on the best model four times over (different layers, all close in the kernel; NNI's parallel
@@ -43,8 +46,9 @@ class BayesianSearch(GPStrategy):
 
     ``pool_size``: candidates scored per suggestion; ``top_k``, ``p_best``: which trained models are parents;
     ``radius`` (initial), ``max_radius``, ``success_tolerance``, ``failure_tolerance``, ``min_improvement``:
-    the trust region in morphism steps (module doc); ``diversity``: the factor per pending trial with the same
-    move; ``control``: None, or ``"random-scores"`` (ablation).
+    the trust region in morphism steps (module doc); ``restart``, ``local_share``: see the module doc;
+    ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
+    (ablation).
     Other options (kernel, fantasy, refit...) as ``GPStrategy``.
     """
 
