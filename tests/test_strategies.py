@@ -287,3 +287,20 @@ def test_refit_policies_each_fit_the_gp(refit):
                      "warm": [True, False, False, False]}[refit]
     with pytest.raises(ValueError, match="unknown refit policy 'sometimes'; valid names: doubling, cold, warm"):
         strategy.refit = "sometimes"
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_trust_region_doubles_after_successes_halves_after_failures_and_restarts(restart):
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=0, radius=4, max_radius=8, success_tolerance=2,
+                             failure_tolerance=2, restart=restart, **FAST_BO)
+    graph = BASES["cnn"]()
+    radii = []
+    for tid, metric in enumerate([0.5, 0.6, 0.7] + [0.7] * 8):  # two improvements, then only misses
+        strategy.on_observe(Observation(tid, graph, metric))
+        radii.append(strategy.radius)
+    # 2 successes: 4 -> 8; then every 2 misses halve it: 8, 4, 2, 1; collapsed at 1, it restarts at 8 or stays
+    assert radii == [4, 4, 8, 8, 4, 4, 2, 2, 1, 1, 8 if restart else 1]
+    state = json.loads(json.dumps(strategy.state_dict()))
+    again = make_strategy("bayesian", [BASES["cnn"]()], seed=0, radius=4, max_radius=8, restart=restart, **FAST_BO)
+    again.load_state_dict(state)
+    assert again.radius == strategy.radius
