@@ -381,7 +381,8 @@ class Trainer:
 
     def fit(self, module: nn.Module, *, seed: int = 0, callback: EpochCallback | None = None,
             on_batch: BatchCallback | None = None, deadline: float | None = None,
-            stop: Callable[[], bool] | None = None) -> TrainResult:
+            stop: Callable[[], bool] | None = None, epochs: int | None = None,
+            start: tuple[float, float] | None = None) -> TrainResult:
         """Train `module` in place and return what happened; the module ends with its best epoch's weights.
 
         `seed` fixes shuffling, augmentation and dropout (same seed on CPU ⇒ identical metrics).
@@ -395,14 +396,24 @@ class Trainer:
         epoch finished yet, the partial epoch is validated (a history record with `fraction` < 1) so the run
         still has a metric. (`time_limit` keeps its own rule: a partial epoch is never validated.)
         Nothing raised inside (bad module, NaN, OOM, callback error) escapes: it becomes status "failed".
+        `epochs` overrides `config.max_epochs` for this run (the schedule spans it). `start` is the module's own
+        (validation loss, accuracy) as given: it then counts as epoch 0, kept (weights and metric) unless an
+        epoch beats it — a training that continues a trained model never ends worse than it began.
         """
-        start = time.perf_counter()
         history: list[EpochRecord] = []
+        n_epochs = self.config.max_epochs if epochs is None else int(epochs)
+        if n_epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
         best = _Best()
+        if start is not None:  # the given weights are a candidate too: epoch 0
+            best.epoch, best.loss, best.metric = 0, float(start[0]), float(start[1])
+            best.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         status, reason, stopped_by = "ok", "", "max_epochs"
+        began = time.perf_counter()
         try:
             with _seeded_dropout(module, seed, self.device):
-                stopped_by = self._fit(module, seed, callback, history, best, start, on_batch, deadline, stop)
+                stopped_by = self._fit(module, seed, callback, history, best, began, on_batch, deadline, stop,
+                                       n_epochs)
         except _OOM_ERRORS:
             status, reason, stopped_by = "failed", "oom", "error"
         except _NonFinite as e:
@@ -430,7 +441,7 @@ class Trainer:
             best_epoch=best.epoch,
             epochs_run=len(history),
             history=history,
-            total_seconds=time.perf_counter() - start,
+            total_seconds=time.perf_counter() - began,
             device=str(self.device),
             epochs_trained=best.steps_done / best.steps_per_epoch if best.steps_per_epoch else 0.0,
         )
@@ -446,6 +457,7 @@ class Trainer:
         on_batch: BatchCallback | None = None,
         deadline: float | None = None,
         stop: Callable[[], bool] | None = None,
+        n_epochs: int | None = None,
     ) -> str:
         cfg, dev = self.config, self.device
         module.to(dev)
@@ -457,11 +469,12 @@ class Trainer:
         n = len(self._y)
         bs = min(cfg.batch_size, n)
         steps = n // bs
-        lrs = [cfg.base_lr * f for f in _lr_factors(cfg.schedule, steps * cfg.max_epochs)]
+        n_epochs = cfg.max_epochs if n_epochs is None else n_epochs
+        lrs = [cfg.base_lr * f for f in _lr_factors(cfg.schedule, steps * n_epochs)]
         limit = cfg.time_limit
         step = 0
         best.steps_per_epoch = steps
-        for epoch in range(1, cfg.max_epochs + 1):
+        for epoch in range(1, n_epochs + 1):
             t0 = time.perf_counter()
             if limit is not None and history and (t0 - start) * epoch / (epoch - 1) > limit:
                 return "time_limit"  # the next epoch would not finish in time
