@@ -147,6 +147,8 @@ class Search:
         """The estimated cost of one final epoch (train+validation) of ``record``'s architecture (default: the
         best trial), from its measured epochs; None before it has any."""
         record = record if record is not None else self.best()
+        while record is not None and not record.history and record.continues in self.trials:
+            record = self.trials[record.continues]  # a promotion cut before an epoch: its source's epochs
         n_train, n_val, _ = self.split_sizes()
         cost = None if record is None or not n_train else epoch_cost(record.history, n_train, n_val)
         return None if cost is None else cost.scaled(n_train + n_val)
@@ -549,6 +551,8 @@ class Search:
         if record.id not in self._running:
             n = 0 if self.rungs is None else self.rungs.train_epochs(record.rung)
             epochs = "" if self.rungs is None else f", rung {record.rung}: {n} epoch{'s' if n > 1 else ''}"
+            if n:
+                self.progress.expect(record.id, n)
             self.progress.say(f"trial {record.id}: {record.description} — {record.n_params:,} parameters{epochs}")
         self._running[record.id] = (record, self.pool.submit(self._spec(record)))
 
