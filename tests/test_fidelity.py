@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import time
 
 import pytest
 import torch
+from run_helpers import cli, finished_trials
 from searcher_helpers import BASES, toy_metric
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -18,6 +21,8 @@ from morphnas.engine.config import SearchConfig
 from morphnas.engine.fidelity import Rungs, next_promotion, promotable
 from morphnas.engine.loop import Search, create_search, open_search
 from morphnas.engine.results import format_report, report
+from morphnas.engine.setup import make_trainer
+from morphnas.engine.trial import TrialSpec, run_trial
 from morphnas.graph import generators
 from morphnas.searcher.strategies import Observation, make_strategy
 from morphnas.status import TrialStatus
@@ -326,3 +331,42 @@ def test_best_trial_ranks_the_highest_rung_first():
     assert best_trial(trials).id == 2
     assert best_trial([_row(0, 0.5), _row(1, 0.5)]).id == 0  # one fidelity: the highest metric, earliest on ties
     assert best_trial([_row(0, None, status="failed")]) is None
+
+
+def test_a_promotion_cut_at_the_deadline_keeps_its_source_model(mf_run):
+    """The deadline reaches into a promotion like any trial: cut, with the model it started from and its metric."""
+    source = next(t for t in mf_run.trials if t.has_metric and t.continues is None)
+    config = SearchConfig(**TINY, max_epochs=3, fidelity="asha", eta=2)
+    run = RunDir.open(mf_run.path)
+    spec = TrialSpec(99, source.id, (), source.extra["architecture"], True, 1, 2, run.model_bytes(source.id),
+                     deadline=time.time(), epochs=2, continues=source.id, rung=source.rung + 1)
+    run.close()
+    outcome = run_trial(spec, make_trainer(config, load_demo()))
+    assert outcome.status == TrialStatus.CUT and outcome.stopped_by == "deadline"
+    assert outcome.metric == pytest.approx(source.metric, abs=1e-6) and outcome.best_epoch == 0
+    assert outcome.model is not None
+
+
+def test_kill_minus_nine_then_resume_equals_an_uninterrupted_multi_fidelity_search(tmp_path):
+    config = tmp_path / "search.toml"
+    config.write_text('[search]\ndataset = "demo"\nmax_trials = 6\nmax_epochs = 3\nfidelity = "asha"\neta = 2\n'
+                      'batch_size = 64\nseed = 7\nmax_params = 30000\nmax_width = 64\n'
+                      "generator_args = { filters = 8, dense_units = 16 }\n")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    ref = cli("search", "--config", str(config), "--out", str(whole), "--quiet", threads=1)
+    victim = cli("search", "--config", str(config), "--out", str(killed), "--quiet", threads=1)
+    deadline = time.time() + 240
+    while finished_trials(killed) < 3 and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert victim.poll() is None, f"the search ended before it could be killed:\n{victim.stdout.read()}"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    before = [t for t in _table(killed) if t[5] in ("ok", "failed")]
+    assert 3 <= len(before) < 6
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    resumed = cli("resume", str(killed), "--quiet", threads=1)
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    after = _table(killed)
+    assert [t for t in after if t[0] in {b[0] for b in before}] == before, "finished trials were changed"
+    assert after == _table(whole), "the resumed search made other choices than the uninterrupted one"
+    assert any(t[10] is not None for t in after), "no promotion in the run"
