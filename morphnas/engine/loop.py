@@ -35,6 +35,8 @@ row continuing its source), and only then takes the held suggestion or asks the 
 train the first rung's epochs. Resume stays exact because the decision is a pure function of the rows, and
 because a trial's row says whether it had been handed to a worker (``extra["submitted"]``): on resume, those
 run again first, as they were running, and the held one waits behind the promotion check, as it was waiting.
+In sync mode, a batch none of whose trials was submitted was still being filled when the session ended: resume
+fills it up first (promotions, then suggestions), as the session would have.
 
 A search on a synthetic objective (``config.objective``) runs the same loop with no data and no weights: its
 trials are scored in the driver (``executors.ObjectivePool``) and return no model, so ``Search.has_models`` is
@@ -212,8 +214,9 @@ class Search:
         return None if self.config.objective is not None else float(self.config.max_epochs)
 
     def _promote(self, trial_id: int) -> TrialRecord | None:
-        """Record trial ``trial_id`` as the promotion to make now (``fidelity.next_promotion``), or None. Its row
-        is marked submitted: it is made only when a worker is free, and handed to it at once."""
+        """Record trial ``trial_id`` as the promotion to make now (``fidelity.next_promotion``), or None. In async
+        mode its row is marked submitted at once (it is made only when a worker is free, and handed to it next);
+        in sync mode at submission, like the rest of its batch."""
         if self.rungs is None or not self._budget_left(trial_id):
             return None
         found = next_promotion(self.trials.values(), self.rungs)
@@ -226,9 +229,10 @@ class Search:
                              description=f"trial {source.id} promoted to rung {rung} ({epochs} epochs)",
                              n_params=source.n_params, n_layers=source.n_layers, depth=source.depth,
                              width=source.width, skips=source.skips, arch_hash=source.arch_hash,
-                             extra={"architecture": source.extra["architecture"], "submitted": True,
+                             extra={"architecture": source.extra["architecture"],
                                     "info": {"reason": "promotion", "continues": source.id, "rung": rung,
-                                             "source_metric": source.metric}},
+                                             "source_metric": source.metric},
+                                    **({} if self.config.sync else {"submitted": True})},
                              rung=rung, fidelity=self._fidelity(rung), continues=source.id)
         self.run_dir.put_trial(record)
         self.trials[trial_id] = record
@@ -503,16 +507,24 @@ class Search:
                 if outcome is not None:
                     self._observe(record, outcome)
 
+    def _fill(self, batch: list[TrialRecord]) -> None:
+        """Fill a sync batch up to N trials: promotions first, decided on the trials observed so far, then new
+        suggestions; fewer when the strategy must wait or a budget is spent."""
+        while len(batch) < self.config.workers:
+            record = self._next_promotion() or self._next_suggestion()
+            if record is None:
+                return
+            batch.append(record)
+
     def _run_sync(self, unfinished: list[TrialRecord]) -> None:
         """Batches of N suggested together, observed in suggestion order; early results wait, stored."""
         batch = unfinished
+        if batch and not any(t.extra.get("submitted") or "outcome" in t.extra for t in batch):
+            if not self._stopping and self._time_left():
+                self._fill(batch)  # the last session ended while filling this batch: fill it as it would have
         while True:
             if not batch and not self._stopping and self._time_left():
-                for _ in range(self.config.workers):  # promotions first, decided on the trials observed so far
-                    record = self._next_promotion() or self._next_suggestion()
-                    if record is None:
-                        break
-                    batch.append(record)
+                self._fill(batch)
             if not batch:
                 return
             results: dict[int, TrialOutcome] = {}
