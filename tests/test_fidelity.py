@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -382,3 +383,19 @@ def test_kill_minus_nine_then_resume_equals_an_uninterrupted_multi_fidelity_sear
     assert [t for t in after if t[0] in {b[0] for b in before}] == before, "finished trials were changed"
     assert after == _table(whole), "the resumed search made other choices than the uninterrupted one"
     assert any(t[10] is not None for t in after), "no promotion in the run"
+
+
+def test_a_run_written_before_fidelities_opens_as_rung_zero(tmp_path):
+    run = RunDir.create(tmp_path / "old", {"strategy": "bayesian"})
+    run.put_trial(TrialRecord(id=0, status=TrialStatus.OK, metric=0.5, extra={"architecture": {}}))
+    run.close()
+    with sqlite3.connect(tmp_path / "old" / "trials.sqlite") as db:  # the schema before this change
+        for column in ("rung", "fidelity", "continues"):
+            db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
+    db.close()
+    run = RunDir.open(tmp_path / "old")
+    (trial,) = run.trials()
+    assert (trial.rung, trial.fidelity, trial.continues, trial.metric) == (0, None, None, 0.5)
+    run.put_trial(TrialRecord(id=1, status=TrialStatus.OK, metric=0.4, rung=1, fidelity=3.0, continues=0))
+    assert run.best_trial().id == 1
+    run.close()
