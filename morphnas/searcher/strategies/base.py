@@ -71,7 +71,8 @@ class StrategyExhausted(Exception):
 
 @dataclass(frozen=True)
 class Observation:
-    """The outcome of a finished trial: its id, architecture, metric (higher is better) and ``TrialStatus``.
+    """The outcome of a finished trial: its id, architecture, metric (higher is better) and ``TrialStatus``, and
+    its fidelity: ``rung``, ``fidelity`` (epochs) and, for a promotion, the trial it ``continues`` (module doc).
 
     ``ok`` and ``cut`` (stopped by a deadline, its best epoch kept) need a finite metric and enter the model;
     ``failed`` has none. ``pending`` and ``lost`` trials are not finished and cannot be observed. A status
