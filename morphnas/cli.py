@@ -105,7 +105,14 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-time", type=parse_duration_or_zero,
                    help="share of --time-budget kept for the final training and test (default: from the measured "
                         "epoch times; 0: no final step)")
-    p.add_argument("--max-epochs", type=int, help="epochs per trial (early stopping may stop sooner)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial (early stopping may stop sooner); with "
+                                                  "--fidelity asha, the top rung's")
+    p.add_argument("--fidelity", choices=("single", "asha"),
+                   help="single (default): every trial trains --max-epochs; asha: new architectures train "
+                        "--min-epochs first and the best 1/--eta of each rung are promoted (trained further from "
+                        "their own weights) to eta times the epochs, up to --max-epochs")
+    p.add_argument("--min-epochs", type=int, help="--fidelity asha: epochs of the first rung (default 1)")
+    p.add_argument("--eta", type=int, help="--fidelity asha: reduction factor between rungs (default 3)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
@@ -130,7 +137,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
 
 
 _SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquisition", "generator",
-                "generator_args", "max_trials", "time_budget", "final_time", "max_epochs", "batch_size", "seed",
+                "generator_args", "max_trials", "time_budget", "final_time", "max_epochs", "fidelity", "min_epochs",
+                "eta", "batch_size", "seed",
                 "device", "executor", "workers", "sync", "threads_per_trial", "ray_address", "cpus_per_trial",
                 "gpus_per_trial", "final_epochs", "out", "plugins")
 _TRAIN_KEYS = ("dataset", "data_dir", "download", "generator", "generator_args", "time_budget", "batch_size",
@@ -162,8 +170,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         if config.time_budget:
             budget += (f"{' or ' if budget else ''}{config.time_budget:.0f} s"
                        + (" for search, final training and test" if config.wants_final else ""))
-        print(f"morphnas search: {config.strategy} on {config.dataset}, {budget}, up to {config.max_epochs} "
-              f"epochs per trial, seed {config.seed}", flush=True)
+        if config.fidelity == "asha":
+            from morphnas.engine.fidelity import Rungs
+
+            epochs = f"multi-fidelity, {Rungs.from_config(config).describe()}"
+        else:
+            epochs = f"up to {config.max_epochs} epochs per trial"
+        print(f"morphnas search: {config.strategy} on {config.dataset}, {budget}, {epochs}, seed {config.seed}",
+              flush=True)
     run = search(config)
     _where(run.path, config.quiet)
     return 0

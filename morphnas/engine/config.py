@@ -4,6 +4,10 @@ Budgets: ``max_trials`` defaults to 5 only when no other budget is given, so ``t
 ``morphnas search --time-budget 1h``) means "one hour", not "5 trials or one hour". ``time_budget`` is the
 whole job's: the search and the final training and test (``engine/budget.py`` has the rule for the final's
 share, ``final_time`` overrides it, 0 turns the final step off).
+
+Multi-fidelity: ``fidelity = "asha"`` trains new architectures ``min_epochs`` first and promotes the best
+``1/eta`` of each rung to ``eta`` times the epochs, up to ``max_epochs`` (``engine/fidelity.py``); ``"single"``
+(the default for now) trains every trial ``max_epochs``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from morphnas.engine.fidelity import FIDELITIES, Rungs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,7 +57,10 @@ class SearchConfig:
     max_trials: int | None = _UNSET  # default: 5 if no other budget is set, else None
     time_budget: float | None = None  # seconds of wall-clock for the whole job: search + final training + test
     epoch_budget: int | None = None  # training epochs of all finished trials together (stop suggesting at it)
-    max_epochs: int = 3
+    max_epochs: int = 3  # epochs per trial; with fidelity "asha", the top rung's
+    fidelity: str = "single"  # "single": every trial max_epochs; "asha": successive halving (engine/fidelity.py)
+    min_epochs: int = 1  # fidelity "asha": epochs of the first rung
+    eta: int = 3  # fidelity "asha": each rung eta times the epochs of the one below, its best 1/eta promoted
     patience: int | None = 3
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -111,6 +120,10 @@ class SearchConfig:
             raise ValueError("a search needs a budget: set max_trials, time_budget or epoch_budget")
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
+        if self.fidelity not in FIDELITIES:
+            raise ValueError(f"unknown fidelity {self.fidelity!r}; expected one of {FIDELITIES}")
+        if self.fidelity == "asha" and self.mode == "search":
+            Rungs(self.min_epochs, self.eta, self.max_epochs)  # a ValueError names what is wrong
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:

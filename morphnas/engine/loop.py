@@ -29,6 +29,15 @@ them now: they stay ``pending`` (nothing of them is recorded) and ``resume`` run
 session. Worker processes ignore SIGINT (a terminal sends it to the whole process group): the driver decides.
 A third SIGINT raises ``KeyboardInterrupt`` at once.
 
+**Multi-fidelity** (``fidelity = "asha"``, ``engine/fidelity.py``): whenever a worker is free, the loop first
+makes the promotion ``next_promotion`` finds in the recorded trials (the same model trained further, a new trial
+row continuing its source), and only then takes the held suggestion or asks the strategy. New architectures
+train the first rung's epochs. Resume stays exact because the decision is a pure function of the rows, and
+because a trial's row says whether it had been handed to a worker (``extra["submitted"]``): on resume, those
+run again first, as they were running, and the held one waits behind the promotion check, as it was waiting.
+In sync mode, a batch none of whose trials was submitted was still being filled when the session ended: resume
+fills it up first (promotions, then suggestions), as the session would have.
+
 A search on a synthetic objective (``config.objective``) runs the same loop with no data and no weights: its
 trials are scored in the driver (``executors.ObjectivePool``) and return no model, so ``Search.has_models`` is
 False and the loop neither sends parent weights nor stores models (inheritance is then only nominal: the
@@ -53,6 +62,7 @@ from typing import Any
 from morphnas.engine.budget import TICK_SECONDS, EpochCost, JobClock, epoch_cost, final_reserve, median_epoch_seconds
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.executors import make_pool
+from morphnas.engine.fidelity import Rungs, next_promotion
 from morphnas.engine.plugins import load_plugins, resolve
 from morphnas.engine.pool import WorkerLost, WorkerPool
 from morphnas.engine.progress import Progress
@@ -117,6 +127,7 @@ class Search:
             run.set_best(best)
         self._pool: WorkerPool | None = None
         self.exhausted = ""  # why the strategy can propose nothing more (StrategyExhausted), once it says so
+        self.rungs = Rungs.from_config(config)  # None: single fidelity
 
     # ------------------------------------------------------------------ budget
     def elapsed(self) -> float:
@@ -138,6 +149,8 @@ class Search:
         """The estimated cost of one final epoch (train+validation) of ``record``'s architecture (default: the
         best trial), from its measured epochs; None before it has any."""
         record = record if record is not None else self.best()
+        while record is not None and not record.history and record.continues in self.trials:
+            record = self.trials[record.continues]  # a promotion cut before an epoch: its source's epochs
         n_train, n_val, _ = self.split_sizes()
         cost = None if record is None or not n_train else epoch_cost(record.history, n_train, n_val)
         return None if cost is None else cost.scaled(n_train + n_val)
@@ -191,8 +204,42 @@ class Search:
         return self._pool
 
     # ------------------------------------------------------------------ events
+    def _budget_left(self, trial_id: int) -> bool:
+        return self._trials_left(trial_id) and self._time_left() and self._epochs_left()
+
+    def _fidelity(self, rung: int) -> float | None:
+        """The epochs a trial of ``rung`` stands for (None on a single-fidelity objective: it trains nothing)."""
+        if self.rungs is not None:
+            return float(self.rungs.epochs[rung])
+        return None if self.config.objective is not None else float(self.config.max_epochs)
+
+    def _promote(self, trial_id: int) -> TrialRecord | None:
+        """Record trial ``trial_id`` as the promotion to make now (``fidelity.next_promotion``), or None. In async
+        mode its row is marked submitted at once (it is made only when a worker is free, and handed to it next);
+        in sync mode at submission, like the rest of its batch."""
+        if self.rungs is None or not self._budget_left(trial_id):
+            return None
+        found = next_promotion(self.trials.values(), self.rungs)
+        if found is None:
+            return None
+        source, rung = found
+        epochs = self.rungs.epochs[rung]
+        record = TrialRecord(id=trial_id, parent=source.id, ops=[], inherit=True, strategy=self.config.strategy,
+                             suggested_at=time.time(),
+                             description=f"trial {source.id} promoted to rung {rung} ({epochs} epochs)",
+                             n_params=source.n_params, n_layers=source.n_layers, depth=source.depth,
+                             width=source.width, skips=source.skips, arch_hash=source.arch_hash,
+                             extra={"architecture": source.extra["architecture"],
+                                    "info": {"reason": "promotion", "continues": source.id, "rung": rung,
+                                             "source_metric": source.metric},
+                                    **({} if self.config.sync else {"submitted": True})},
+                             rung=rung, fidelity=self._fidelity(rung), continues=source.id)
+        self.run_dir.put_trial(record)
+        self.trials[trial_id] = record
+        return record
+
     def _suggest(self, trial_id: int) -> TrialRecord | None:
-        if not (self._trials_left(trial_id) and self._time_left() and self._epochs_left()):
+        if not self._budget_left(trial_id):
             return None
         try:
             s = self.strategy.suggest(trial_id)
@@ -211,7 +258,8 @@ class Search:
                              n_params=s.architecture.n_params(), n_layers=s.architecture.n_layers(),
                              depth=s.architecture.depth(), width=s.architecture.max_width(),
                              skips=s.architecture.n_skips(), arch_hash=s.architecture.canonical_hash(),
-                             extra={"architecture": s.architecture.to_dict(), "info": s.info})
+                             extra={"architecture": s.architecture.to_dict(), "info": s.info},
+                             rung=0, fidelity=self._fidelity(0))
         self.run_dir.put_trial(record, self.strategy.state_dict())
         self.trials[trial_id] = record
         return record
@@ -224,7 +272,9 @@ class Search:
                         if inherit and record.parent is not None and self.has_models else None)
         return TrialSpec(record.id, record.parent, tuple(record.ops), record.extra["architecture"], record.inherit,
                          init_seed, train_seed, parent_model, {} if limits is None else vars(limits).copy(),
-                         record.description, deadline=self.search_end())
+                         record.description, deadline=self.search_end(),
+                         epochs=None if self.rungs is None else self.rungs.train_epochs(record.rung),
+                         continues=record.continues, rung=record.rung)
 
     def _store_model(self, record: TrialRecord, outcome: TrialOutcome) -> TrialOutcome:
         """Write a successful trial's model into the run (the driver's job, not the trial's); an outcome whose
@@ -265,7 +315,7 @@ class Search:
                               f"at {cap:,} parameters")
         architecture = Graph.from_dict(record.extra["architecture"])
         self.strategy.observe(Observation(record.id, architecture, record.metric if ok else None,
-                                          record.status))
+                                          record.status, record.rung, record.fidelity, record.continues))
         self.run_dir.put_trial(record, self.strategy.state_dict())
         self.tick(force=self.config.time_budget is not None)
         best = self.best()
@@ -282,8 +332,10 @@ class Search:
         if record.status == TrialStatus.CUT:
             status += (f" (cut at the deadline: best epoch {record.best_epoch}, "
                        f"{float(record.extra.get('epochs_trained', record.epochs)):.2f} epochs trained)")
+        started = "continued from" if record.continues is not None else "inherited start"
         self.progress.say(f"trial {record.id} {record.status}: {status}"
-                          + (f" (inherited start {start:.2%})" if start is not None else "")
+                          + (f" (rung {record.rung})" if self.rungs is not None else "")
+                          + (f" ({started} {start:.2%})" if start is not None else "")
                           + (f"; best {best.metric:.2%} (trial {best.id})" if best else "")
                           + f"; {outcome.seconds:.1f} s")
 
@@ -314,7 +366,9 @@ class Search:
                 "op": ",".join(op.name for op in ops) or "initial", "depth": architecture.depth(),
                 "width": architecture.max_width(), "parameters": architecture.n_params(),
                 "skips": architecture.n_skips(), "layers": architecture.n_layers(), "status": str(record.status),
-                "worker": str(record.extra.get("worker", ""))}
+                "worker": str(record.extra.get("worker", "")), "rung": record.rung,
+                "fidelity": -1.0 if record.fidelity is None else float(record.fidelity),
+                "continues": -1 if record.continues is None else record.continues}
 
     def best(self) -> TrialRecord | None:
         """The best finished trial so far (``storage.rundir.best_trial``)."""
@@ -339,7 +393,7 @@ class Search:
             if self.config.sync:
                 self._run_sync(unfinished)
             else:
-                self._run_async(deque(unfinished))
+                self._run_async(unfinished)
         except BaseException:
             self.close(wait=False)
             raise
@@ -417,12 +471,24 @@ class Search:
             self._next_id += 1
         return record
 
-    def _run_async(self, ready: deque[TrialRecord]) -> None:
-        """Observe results as they arrive; keep every worker busy and one suggestion ready."""
+    def _next_promotion(self) -> TrialRecord | None:
+        record = self._promote(self._next_id)
+        if record is not None:
+            self._next_id += 1
+        return record
+
+    def _run_async(self, unfinished: list[TrialRecord]) -> None:
+        """Observe results as they arrive; keep every worker busy and one suggestion ready. A free worker takes,
+        in this order: an unfinished trial that was running when the last session ended, a promotion, the held
+        suggestion, a new suggestion."""
         n = self.config.workers
+        first = deque(t for t in unfinished if t.extra.get("submitted"))
+        ready = deque(t for t in unfinished if not t.extra.get("submitted"))
         while True:
             while len(self._running) < n and not self._stopping and self._time_left():
-                record = ready.popleft() if ready else self._next_suggestion()
+                record = first.popleft() if first else self._next_promotion()
+                if record is None:
+                    record = ready.popleft() if ready else self._next_suggestion()
                 if record is None:
                     break
                 self._submit(record)
@@ -441,16 +507,24 @@ class Search:
                 if outcome is not None:
                     self._observe(record, outcome)
 
+    def _fill(self, batch: list[TrialRecord]) -> None:
+        """Fill a sync batch up to N trials: promotions first, decided on the trials observed so far, then new
+        suggestions; fewer when the strategy must wait or a budget is spent."""
+        while len(batch) < self.config.workers:
+            record = self._next_promotion() or self._next_suggestion()
+            if record is None:
+                return
+            batch.append(record)
+
     def _run_sync(self, unfinished: list[TrialRecord]) -> None:
         """Batches of N suggested together, observed in suggestion order; early results wait, stored."""
         batch = unfinished
+        if batch and not any(t.extra.get("submitted") or "outcome" in t.extra for t in batch):
+            if not self._stopping and self._time_left():
+                self._fill(batch)  # the last session ended while filling this batch: fill it as it would have
         while True:
             if not batch and not self._stopping and self._time_left():
-                for _ in range(self.config.workers):
-                    record = self._next_suggestion()
-                    if record is None:
-                        break
-                    batch.append(record)
+                self._fill(batch)
             if not batch:
                 return
             results: dict[int, TrialOutcome] = {}
@@ -483,8 +557,15 @@ class Search:
         return outcome
 
     def _submit(self, record: TrialRecord) -> None:
+        if not record.extra.get("submitted"):  # resume runs a trial that was handed to a worker first
+            record.extra = {**record.extra, "submitted": True}
+            self.run_dir.put_trial(record)
         if record.id not in self._running:
-            self.progress.say(f"trial {record.id}: {record.description} — {record.n_params:,} parameters")
+            n = 0 if self.rungs is None else self.rungs.train_epochs(record.rung)
+            epochs = "" if self.rungs is None else f", rung {record.rung}: {n} epoch{'s' if n > 1 else ''}"
+            if n:
+                self.progress.expect(record.id, n)
+            self.progress.say(f"trial {record.id}: {record.description} — {record.n_params:,} parameters{epochs}")
         self._running[record.id] = (record, self.pool.submit(self._spec(record)))
 
     def _collect(self, record: TrialRecord, future: Future[TrialOutcome]) -> TrialOutcome | None:

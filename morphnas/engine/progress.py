@@ -65,6 +65,7 @@ class Progress:
         self._lock = threading.Lock()
         self._status: Callable[[], str] = lambda: ""
         self._max_epochs = 1
+        self._epochs: dict[int, int] = {}  # a trial's own epochs where not max_epochs (multi-fidelity rungs)
 
     # ------------------------------------------------------------------ decisions
     def _out(self) -> TextIO:
@@ -143,12 +144,18 @@ class Progress:
             self._trials.clear()
 
     # ------------------------------------------------------------------ trial-level
+    def expect(self, trial_id: int, epochs: int) -> None:
+        """Trial ``trial_id`` trains ``epochs`` epochs (not the search's ``max_epochs``): its bar's length."""
+        with self._lock:
+            self._epochs[trial_id] = max(1, int(epochs))
+
     def _bar(self, trial_id: int) -> _TrialBar:
         with self._lock:
             bar = self._trials.get(trial_id)
             if bar is None:
-                task = self._bars.add_task(f"trial {trial_id}", total=self._max_epochs, info="")
-                bar = self._trials[trial_id] = _TrialBar(task, self._max_epochs)
+                epochs = self._epochs.pop(trial_id, self._max_epochs)
+                task = self._bars.add_task(f"trial {trial_id}", total=epochs, info="")
+                bar = self._trials[trial_id] = _TrialBar(task, epochs)
             return bar
 
     def on_batch(self, trial_id: int, epoch: int, step: int, steps: int, batch_size: int) -> None:

@@ -6,13 +6,13 @@ test, the one place where the test split is used, lives in ``final.py``; its pub
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from morphnas.engine.fidelity import Rungs, rung_summary
 from morphnas.engine.final import (
     FINAL_SEED_KEY,
     final_evaluation,
@@ -23,7 +23,7 @@ from morphnas.engine.final import (
 from morphnas.engine.setup import stored_config
 from morphnas.fileio import atomic_write
 from morphnas.status import TrialStatus
-from morphnas.storage.rundir import RunDir, TrialRecord
+from morphnas.storage.rundir import RunDir, TrialRecord, rank_key
 
 __all__ = ["FINAL_SEED_KEY", "Standardize", "busy_seconds", "classifier", "compare", "draw_trial",
            "final_evaluation", "format_compare", "format_report", "per_class_report", "pick_trial",
@@ -53,14 +53,18 @@ def classifier(run: RunDir, trial: int | None = None, final: bool = False) -> nn
 
 # ---------------------------------------------------------------------------------------------- report
 def _trajectory(trials: list[TrialRecord]) -> list[dict[str, float]]:
-    best, points = -math.inf, []
+    """The incumbent after each finished trial (``best_trial``'s rule: with several fidelities the highest rung
+    wins, so the curve may step down when a longer-trained model takes over) and its rung."""
+    best: TrialRecord | None = None
+    points = []
     for t in sorted(trials, key=lambda t: t.id):
         if not t.finished:
             continue
-        if t.has_metric:
-            best = max(best, t.metric)
-        points.append({"trial": t.id, "elapsed": float(t.extra.get("elapsed", 0.0)),
-                       "metric": t.metric, "best": None if best == -math.inf else best})
+        if t.has_metric and (best is None or rank_key(t) > rank_key(best)):
+            best = t
+        points.append({"trial": t.id, "elapsed": float(t.extra.get("elapsed", 0.0)), "metric": t.metric,
+                       "best": None if best is None else best.metric, "rung": t.rung,
+                       "best_rung": None if best is None else best.rung})
     return points
 
 
@@ -103,14 +107,17 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
     try:
         config = stored_config(run)  # imports the run's plugins
         trials = run.trials()
+        rungs = Rungs.from_config(config) if config.mode == "search" else None
+        promoted = {t.continues for t in trials if t.continues is not None and t.finished}
         finished = [t for t in trials if t.finished]
-        ok = sorted((t for t in finished if t.has_metric), key=lambda t: (-(t.metric or 0.0), t.id))
+        ok = sorted((t for t in finished if t.has_metric), key=rank_key, reverse=True)  # best first
         elapsed = max((float(t.extra.get("elapsed", 0.0)) for t in finished), default=0.0)
         train = sum(t.train_seconds for t in finished)
         busy = busy_seconds(finished)
         out: dict[str, Any] = {
             "run": str(run.path), "strategy": run.config.get("strategy"), "dataset": run.config.get("dataset"),
             "seed": run.config.get("seed"), "objective": run.config.get("objective"), "trials": len(trials),
+            "fidelity": config.fidelity, "rungs": rung_summary(trials, rungs),
             "finished": len(finished), "mode": config.mode, "time_budget": config.time_budget,
             "job_seconds": run.job_state().get("elapsed"),
             "cut": sum(t.status == TrialStatus.CUT for t in finished),
@@ -125,7 +132,8 @@ def report(path: str | Path, plot: bool = True, trial: int | None = None) -> dic
                              "train_images_per_second": t.train_images_per_second,
                              "seconds_per_epoch": t.seconds_per_epoch,
                              "seconds": t.extra.get("seconds"), "worker": t.extra.get("worker", ""),
-                             "started": _offset(t.started_at, trials)} for t in ok],
+                             "started": _offset(t.started_at, trials), "rung": t.rung, "fidelity": t.fidelity,
+                             "continues": t.continues, "promoted": t.id in promoted} for t in ok],
             "failures": [{"trial": t.id, "reason": (t.reason or "").strip().splitlines()[-1:]} for t in finished
                          if t.status == TrialStatus.FAILED],
             "trajectory": _trajectory(trials),
@@ -163,24 +171,38 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
                     if rep["overhead_share"] is not None else "")]
     if rep.get("time_budget") and rep.get("job_seconds") is not None:
         lines.append(f"time: {rep['job_seconds']:.0f} s of a {rep['time_budget']:.0f} s budget (search and final)")
+    multi = bool(rep.get("rungs"))
+    if multi:
+        lines.append("multi-fidelity (asha): " + "; ".join(
+            f"rung {r['rung']} ({r['epochs']} epochs): {r['finished']} trials, {r['promoted']} promoted"
+            for r in rep["rungs"]) + " — ranked by rung, then val acc")
     if rep["leaderboard"]:
         parallel = len({row.get("worker") for row in rep["leaderboard"]}) > 1
-        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7} {'params':>10} {'MFLOPs':>8} {'img/s':>6} "
-                     f"{'depth':>5} {'skips':>5}" + (f" {'worker':>10} {'at (s)':>7}" if parallel else "") + "  ops")
+        lines.append(f"{'trial':>5} {'val acc':>8} {'start':>7}"
+                     + (f" {'rung':>4} {'epochs':>6} {'cont.':>5}" if multi else "")
+                     + f" {'params':>10} {'MFLOPs':>8} {'img/s':>6} {'depth':>5} {'skips':>5}"
+                     + (f" {'worker':>10} {'at (s)':>7}" if parallel else "") + "  ops")
         for row in rep["leaderboard"][:top]:
             start = row["initial_metric"]
             at = row.get("started")
+            cont = row.get("continues")
+            fid = row.get("fidelity")
             flops, speed = row.get("flops"), row.get("train_images_per_second")
             lines.append(f"{row['trial']:>5} {row['metric']:>8.2%} "
-                         f"{(f'{start:.1%}' if start is not None else '-'):>7} {row['parameters']:>10,} "
+                         f"{(f'{start:.1%}' if start is not None else '-'):>7}"
+                         + (f" {row.get('rung', 0):>4} {(f'{fid:g}' if fid is not None else '-'):>6} "
+                            f"{(str(cont) if cont is not None else '-'):>5}" if multi else "")
+                         + f" {row['parameters']:>10,} "
                          f"{(f'{flops / 1e6:.1f}' if flops is not None else '-'):>8} "
                          f"{(f'{speed:.0f}' if speed is not None else '-'):>6} "
                          f"{row['depth']:>5} {row['skips']:>5}"
                          + (f" {row.get('worker', '')!s:>10} {(f'{at:.0f}' if at is not None else '-'):>7}"
                             if parallel else "") + f"  {row['ops']}"
+                         + (" [promoted]" if multi and row.get("promoted") else "")
                          + (" [cut at the deadline]" if row.get("status") == TrialStatus.CUT else ""))
         best = rep["best"]
-        lines.append(f"best: trial {best['trial']} ({best['metric']:.2%}), model in {best['model']}")
+        at_rung = f", rung {best['rung']}" if multi else ""
+        lines.append(f"best: trial {best['trial']} ({best['metric']:.2%}{at_rung}), model in {best['model']}")
     for f in rep["failures"]:
         lines.append(f"failed: trial {f['trial']}: {' '.join(f['reason'])}")
     if "final" in rep:

@@ -32,6 +32,7 @@ import numpy as np
 from morphnas.engine import stats
 from morphnas.engine.suites import CELL_FILE, cell_record, load_suite_dir, suite_cells
 from morphnas.fileio import atomic_write
+from morphnas.storage.rundir import rank_key
 
 CHECKPOINTS = (0.25, 0.5, 1.0)
 
@@ -50,10 +51,10 @@ def cell_curve(trials: list[Any], kind: str, budget: float, objective: bool) -> 
         if kind == "seconds" and float(t.extra.get("elapsed", 0.0)) > budget:
             continue
         within.append(t)
-    best_observed, score, curve, seconds = -math.inf, math.nan, [], []
-    for t in within:
-        if t.has_metric and t.metric > best_observed:
-            best_observed = t.metric
+    best_observed, score, curve, seconds = None, math.nan, [], []
+    for t in within:  # the incumbent by the run's own rule: the highest rung, then the metric
+        if t.has_metric and (best_observed is None or rank_key(t) > best_observed):
+            best_observed = rank_key(t)
             score = float(t.extra.get("clean", t.metric)) if objective else float(t.metric)
         curve.append(score)
         seconds.append(float(t.extra.get("elapsed", 0.0)))

@@ -21,6 +21,12 @@ optimizer step that passes it; the outcome is then ``cut``, with the best finish
 partial epoch's, validated, if none finished) and its fractional epochs in ``extra["epochs_trained"]``. A
 ``stop()`` flag (the driver's second Ctrl-C, thread executor) ends the trial the same way, but its outcome is
 ``pending``: it was not the trial's doing, so the driver keeps no result and ``resume`` runs it again.
+
+Multi-fidelity (``engine/fidelity.py``): ``TrialSpec.epochs`` is how long this trial trains (its rung's epochs,
+or the extra epochs of a promotion; None: the trainer's ``max_epochs``), and a promotion (``continues`` set) is
+a trial with no ops whose parent is the trial it continues: it starts from that trial's trained weights, with
+a fresh learning-rate schedule over its extra epochs (a warm restart, as every inheriting child gets), and its
+starting point counts as epoch 0 (``Trainer.fit(start=...)``), so a promotion never ends below its source.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class TrialSpec:
     limits: dict[str, int] = field(default_factory=dict)
     description: str = ""
     deadline: float | None = None  # absolute wall-clock (time.time()) at which training is cut
+    epochs: int | None = None  # epochs this trial trains (None: the trainer's max_epochs)
+    continues: int | None = None  # a promotion: the trial (also ``parent``) whose trained model it trains further
+    rung: int = 0  # multi-fidelity rung (0: first, or the only one)
 
 
 @dataclass
@@ -137,9 +146,12 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
         outcome.n_params = graph.n_params()
         outcome.extra.update(cost_extra(graph))
         module = graph.to_module()
+        begin = None  # a promotion's own start: (validation loss, accuracy)
         if spec.parent is not None and spec.inherit:
             loss, acc = trainer.validate(module)  # where the child starts: its parent's accuracy, morphed
             outcome.initial_metric = acc if math.isfinite(loss) else None
+            if spec.continues is not None and math.isfinite(loss):
+                begin = (loss, acc)  # a promotion keeps its start unless an epoch beats it
 
         def on_epoch(record: EpochRecord, _module: object) -> None:
             if progress is not None:
@@ -148,7 +160,7 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
         on_batch = getattr(progress, "on_batch", None)  # within-epoch progress: thread executor only
         result = trainer.fit(module, seed=spec.train_seed, callback=on_epoch,
                              on_batch=functools.partial(on_batch, spec.trial_id) if on_batch else None,
-                             deadline=spec.deadline, stop=stop)
+                             deadline=spec.deadline, stop=stop, epochs=spec.epochs, start=begin)
         outcome.status = _status(result.status, result.stopped_by)
         outcome.reason = result.reason
         outcome.metric, outcome.loss, outcome.best_epoch = result.best_metric, result.best_loss, result.best_epoch

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -91,9 +92,13 @@ class TrialRecord:
     arch_hash: str = ""
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    rung: int = 0  # multi-fidelity rung (0: the first, or the only one)
+    fidelity: float | None = None  # epochs of training the trial's rung stands for (its lineage's, cumulative)
+    continues: int | None = None  # a promotion: the trial whose trained model this one trains further
 
     def __post_init__(self) -> None:
         self.status = TrialStatus.parse(self.status)
+        self.rung = int(self.rung or 0)
 
     @property
     def finished(self) -> bool:
@@ -127,14 +132,25 @@ class TrialRecord:
         return float(value) if value is not None else None
 
 
+def rank_key(trial: TrialRecord) -> tuple[int, float, int]:
+    """Sort key of trials with a metric, larger is better: the higher rung, then the higher validation metric,
+    then the earlier trial. Metrics of different rungs (training lengths) are never compared directly."""
+    return trial.rung, float(trial.metric if trial.metric is not None else -math.inf), -trial.id
+
+
 def best_trial(trials: Iterable[TrialRecord]) -> TrialRecord | None:
-    """The trial with the highest validation metric (the earliest on ties), or None: the one rule for "best"."""
+    """The one rule for "best": among trials with a metric, the highest rung reached, then the highest
+    validation metric, then the earliest; None if none has a metric. With one fidelity (every trial rung 0),
+    simply the highest metric. A promotion's metric is never below its source's (it keeps its start unless an
+    epoch beats it), so the highest rung never trades a lineage's model for a worse one."""
     done = [t for t in trials if t.has_metric]
-    return max(done, key=lambda t: (t.metric, -t.id)) if done else None
+    return max(done, key=rank_key) if done else None
 
 
 _JSON_FIELDS = {"ops", "history", "extra"}
 _COLUMNS = [f.name for f in fields(TrialRecord)]
+# columns added after the first schema: a run written before them gets them (with their defaults) when opened
+_ADDED_COLUMNS = {"rung": "INTEGER NOT NULL DEFAULT 0", "fidelity": "REAL", "continues": "INTEGER"}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
@@ -237,10 +253,21 @@ class RunDir:
             raise RunDirError(f"{path / DB_FILE} is not a readable trials database: {exc}") from None
         if meta.get("format") != RUN_FORMAT:
             raise RunDirError(f"{path / DB_FILE} is not a morphnas trials database")
-        lacking = set(_COLUMNS) - columns
+        lacking = set(_COLUMNS) - columns - set(_ADDED_COLUMNS)
         if lacking:
             raise RunDirError(f"{path / DB_FILE} lacks columns {sorted(lacking)}: corrupt or foreign")
-        return cls(path, config)
+        run = cls(path, config)
+        added = [name for name in _ADDED_COLUMNS if name not in columns]
+        if added:  # a run from before multi-fidelity: every trial is rung 0
+            try:
+                with run._transaction() as db:
+                    for name in added:
+                        db.execute(f"ALTER TABLE trials ADD COLUMN {name} {_ADDED_COLUMNS[name]}")
+            except sqlite3.Error as exc:
+                run.close()
+                raise RunDirError(f"{path / DB_FILE} was written by an older morphnas and could not be upgraded "
+                                  f"(columns {added}): {exc}") from None
+        return run
 
     def close(self) -> None:
         self._db.close()

@@ -497,7 +497,8 @@ class Trainer:
 
     def fit(self, module: nn.Module, *, seed: int = 0, callback: EpochCallback | None = None,
             on_batch: BatchCallback | None = None, deadline: float | None = None,
-            stop: Callable[[], bool] | None = None) -> TrainResult:
+            stop: Callable[[], bool] | None = None, epochs: int | None = None,
+            start: tuple[float, float] | None = None) -> TrainResult:
         """Train `module` in place and return what happened; the module ends with its best epoch's weights.
 
         `seed` fixes shuffling, augmentation and dropout (same seed on CPU ⇒ identical metrics).
@@ -514,14 +515,24 @@ class Trainer:
         of), and the module ends with the best epoch's averaged weights; a partial epoch validated at a cut
         validates the average too. With `compile` the deadline's projection of an epoch leaves the compile time out.
         Nothing raised inside (bad module, NaN, OOM, callback error) escapes: it becomes status "failed".
+        `epochs` overrides `config.max_epochs` for this run (the schedule spans it). `start` is the module's own
+        (validation loss, accuracy) as given: it then counts as epoch 0, kept (weights and metric) unless an
+        epoch beats it — a training that continues a trained model never ends worse than it began.
         """
-        start = time.perf_counter()
         history: list[EpochRecord] = []
+        n_epochs = self.config.max_epochs if epochs is None else int(epochs)
+        if n_epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
         best = _Best()
+        if start is not None:  # the given weights are a candidate too: epoch 0
+            best.epoch, best.loss, best.metric = 0, float(start[0]), float(start[1])
+            best.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         status, reason, stopped_by = "ok", "", "max_epochs"
+        began = time.perf_counter()
         try:
             with _seeded_dropout(module, seed, self.device):
-                stopped_by = self._fit(module, seed, callback, history, best, start, on_batch, deadline, stop)
+                stopped_by = self._fit(module, seed, callback, history, best, began, on_batch, deadline, stop,
+                                       n_epochs)
         except _OOM_ERRORS:
             status, reason, stopped_by = "failed", "oom", "error"
         except _NonFinite as e:
@@ -549,7 +560,7 @@ class Trainer:
             best_epoch=best.epoch,
             epochs_run=len(history),
             history=history,
-            total_seconds=time.perf_counter() - start,
+            total_seconds=time.perf_counter() - began,
             device=str(self.device),
             compile_seconds=best.compile_seconds,
             compile_error=best.compile_error,
@@ -567,6 +578,7 @@ class Trainer:
         on_batch: BatchCallback | None = None,
         deadline: float | None = None,
         stop: Callable[[], bool] | None = None,
+        n_epochs: int | None = None,
     ) -> str:
         cfg, dev = self.config, self.device
         module.to(dev)
@@ -582,7 +594,8 @@ class Trainer:
         n = len(self._y)
         bs = min(cfg.batch_size, n)
         steps = n // bs
-        total = steps * cfg.max_epochs
+        n_epochs = cfg.max_epochs if n_epochs is None else n_epochs
+        total = steps * n_epochs
         warm = min(round(cfg.warmup_epochs * steps), total - 1)
         lrs = [cfg.base_lr * f for f in lr_factors(cfg.schedule, total, warm)]
         limit = cfg.time_limit
@@ -598,7 +611,7 @@ class Trainer:
             (scaler.scale(loss) if scaler is not None else loss).backward()
             return logits, loss
 
-        for epoch in range(1, cfg.max_epochs + 1):
+        for epoch in range(1, n_epochs + 1):
             t0 = time.perf_counter()
             if limit is not None and history and (t0 - start) * epoch / (epoch - 1) > limit:
                 return "time_limit"  # the next epoch would not finish in time

@@ -14,7 +14,7 @@ from typing import Any
 
 from morphnas.graph.graph import Graph
 from morphnas.searcher.registry import Registry
-from morphnas.searcher.strategies.base import Observation, Strategy, StrategyExhausted, Suggestion
+from morphnas.searcher.strategies.base import Observation, Strategy, StrategyExhausted, Suggestion, rank_key
 from morphnas.searcher.strategies.baselines import BreadthFirst, HillClimbing, RandomWalk
 from morphnas.searcher.strategies.bayesian import AutoKerasSearch, BOScratch, GPStrategy
 from morphnas.searcher.strategies.evolution import AgingEvolution
@@ -57,5 +57,6 @@ __all__ = [
     "StrategyExhausted",
     "Suggestion",
     "make_strategy",
+    "rank_key",
     "register_strategy",
 ]

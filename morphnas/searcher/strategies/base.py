@@ -26,8 +26,25 @@ a pending suggestion, after which its architecture may be suggested again. ``sta
 makes the same choices as an uninterrupted one.
 
 A subclass implements ``propose`` and may override the documented hooks ``on_observe``, ``on_suggest``,
-``on_cancel``, ``extra_state`` and ``load_extra_state``; ``mutate``, ``trained``, ``best`` and ``is_seen``
-are helpers for it.
+``on_cancel``, ``extra_state`` and ``load_extra_state``; ``mutate``, ``trained``, ``trained_models``,
+``ranked_models``, ``best`` and ``is_seen`` are helpers for it.
+
+**Fidelity.** In a multi-fidelity search (successive halving, ``engine/fidelity.py``) an observation carries its
+``rung`` (0 = the first, shortest training; higher = trained longer), its ``fidelity`` (the epochs of training
+that rung stands for; information only) and, for a promotion, ``continues``: the trial whose trained model it
+trained further (same architecture). The loop, not the strategy, decides promotions: a strategy observes them
+(it never suggested them) and must not compare metrics of different rungs naively. The rules here:
+
+- metrics are comparable only within a rung; *better* means a higher rung, then a higher metric
+  (``rank_key``): a model that survived more halvings and trained longer beats one that trained briefly;
+- a trial continued by a successful promotion is superseded by it: ``trained_models`` (the parents a child can
+  start from, and what ``best`` and ``ranked_models`` rank) holds only the latest model of each lineage, so a
+  child inherits the longest-trained weights of its parent architecture;
+- ``trained`` still lists every successful observation; model-based strategies choose which to model
+  (``GPStrategy``: the lowest rung only).
+
+Observations made without these fields are rung 0 with no lineage: a single-fidelity search (and every state
+saved before fidelities existed) behaves exactly as before.
 """
 
 from __future__ import annotations
@@ -35,7 +52,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,7 +71,8 @@ class StrategyExhausted(Exception):
 
 @dataclass(frozen=True)
 class Observation:
-    """The outcome of a finished trial: its id, architecture, metric (higher is better) and ``TrialStatus``.
+    """The outcome of a finished trial: its id, architecture, metric (higher is better) and ``TrialStatus``, and
+    its fidelity: ``rung``, ``fidelity`` (epochs) and, for a promotion, the trial it ``continues`` (module doc).
 
     ``ok`` and ``cut`` (stopped by a deadline, its best epoch kept) need a finite metric and enter the model;
     ``failed`` has none. ``pending`` and ``lost`` trials are not finished and cannot be observed. A status
@@ -65,10 +83,23 @@ class Observation:
     architecture: Graph
     metric: float | None = None
     status: TrialStatus = TrialStatus.OK
+    rung: int = 0  # multi-fidelity rung: metrics compare only within one (module doc)
+    fidelity: float | None = None  # epochs of training the rung stands for (information; None: not recorded)
+    continues: int | None = None  # a promotion: the observed trial whose model this one trained further
 
     def __post_init__(self) -> None:
         status = TrialStatus.parse(self.status)
         object.__setattr__(self, "status", status)
+        if isinstance(self.rung, bool) or not isinstance(self.rung, int | np.integer) or self.rung < 0:
+            raise ValueError(f"trial {self.trial_id}: rung must be a non-negative integer, got {self.rung!r}")
+        object.__setattr__(self, "rung", int(self.rung))
+        if self.fidelity is not None:
+            if not (isinstance(self.fidelity, int | float) and math.isfinite(self.fidelity) and self.fidelity > 0):
+                raise ValueError(f"trial {self.trial_id}: fidelity must be a positive number (or None), "
+                                 f"got {self.fidelity!r}")
+            object.__setattr__(self, "fidelity", float(self.fidelity))
+        if self.continues is not None:
+            object.__setattr__(self, "continues", int(self.continues))
         if not status.finished:
             raise ValueError(f"trial {self.trial_id} is {status.value!r}, not finished: only ok, cut and failed "
                              "trials can be observed")
@@ -81,16 +112,35 @@ class Observation:
         """Whether the trial produced a metric (status ``ok`` or ``cut``)."""
         return self.status.has_metric
 
+    def fidelity_fields(self) -> dict[str, Any]:
+        """``rung``, ``fidelity`` and ``continues`` where they differ from the defaults (compact JSON)."""
+        out: dict[str, Any] = {}
+        if self.rung:
+            out["rung"] = self.rung
+        if self.fidelity is not None:
+            out["fidelity"] = self.fidelity
+        if self.continues is not None:
+            out["continues"] = self.continues
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, the architecture in full."""
         return {"trial_id": int(self.trial_id), "architecture": self.architecture.to_dict(),
-                "metric": None if self.metric is None else float(self.metric), "status": self.status.value}
+                "metric": None if self.metric is None else float(self.metric), "status": self.status.value,
+                **self.fidelity_fields()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Observation:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict`` (a dict without fidelity fields is rung 0)."""
         return cls(int(data["trial_id"]), Graph.from_dict(data["architecture"]), data.get("metric"),
-                   data.get("status", TrialStatus.OK))
+                   data.get("status", TrialStatus.OK), int(data.get("rung", 0)), data.get("fidelity"),
+                   data.get("continues"))
+
+
+def rank_key(observation: Observation) -> tuple[int, float, int]:
+    """Sort key of successful observations, larger is better: the higher rung, then the higher metric, then the
+    earlier trial (the one rule for "best" across fidelities)."""
+    return observation.rung, float(observation.metric), -observation.trial_id
 
 
 @dataclass(frozen=True)
@@ -184,10 +234,19 @@ class Strategy(ABC):
             raise ValueError(f"trial {observation.trial_id} was already observed")
         obs = observation
         if obs.architecture.weights is not None:
-            obs = Observation(obs.trial_id, obs.architecture.without_weights(), obs.metric, obs.status)
+            obs = replace(obs, architecture=obs.architecture.without_weights())
+        if obs.continues is not None and obs.trial_id in self.pending:
+            raise ValueError(f"trial {obs.trial_id} was suggested by this strategy, so it cannot continue trial "
+                             f"{obs.continues}: a promotion is the loop's, never a suggestion")
         suggested = self.pending.pop(obs.trial_id, None)
         key = obs.architecture.canonical_hash()
-        if suggested is None or suggested.architecture.canonical_hash() != key:
+        source = self.observations.get(obs.continues) if obs.continues is not None else None
+        if obs.continues is not None and (source is None or source.architecture.canonical_hash() != key):
+            raise ValueError(f"trial {obs.trial_id} continues trial {obs.continues}, which is not an observed trial "
+                             "of the same architecture")
+        if source is not None:
+            self._origin[obs.trial_id] = {"as": int(obs.continues)}  # the same architecture as its source
+        elif suggested is None or suggested.architecture.canonical_hash() != key:
             self._origin[obs.trial_id] = {"graph": obs.architecture.to_dict()}
         self.observations[obs.trial_id] = obs
         self._seen.add(key)
@@ -246,10 +305,23 @@ class Strategy(ABC):
         """Successful observations, by trial id."""
         return [self.observations[t] for t in sorted(self.observations) if self.observations[t].ok]
 
-    def best(self) -> Observation | None:
-        """The successful observation with the highest metric (the earliest trial on ties)."""
+    @property
+    def trained_models(self) -> list[Observation]:
+        """Successful observations a child can start from, by trial id: ``trained`` less every trial that a
+        successful promotion continued (the promotion holds the same architecture, trained longer)."""
         trained = self.trained
-        return max(trained, key=lambda o: (o.metric, -o.trial_id)) if trained else None
+        superseded = {o.continues for o in trained if o.continues is not None}
+        return [o for o in trained if o.trial_id not in superseded] if superseded else trained
+
+    def ranked_models(self) -> list[Observation]:
+        """``trained_models`` best first (``rank_key``: the higher rung, then the higher metric)."""
+        return sorted(self.trained_models, key=rank_key, reverse=True)
+
+    def best(self) -> Observation | None:
+        """The best trained model: the highest rung, then the highest metric (the earliest trial on ties); with
+        one fidelity, simply the highest metric."""
+        models = self.trained_models
+        return max(models, key=rank_key) if models else None
 
     def is_seen(self, graph: Graph | str) -> bool:
         """Whether an architecture (or canonical hash) was observed or is pending."""
@@ -283,6 +355,8 @@ class Strategy(ABC):
         """The architecture an origin record describes (see ``state_dict``)."""
         if "initial" in origin:
             return self.initial[int(origin["initial"])]
+        if "as" in origin:
+            return self.observations[int(origin["as"])].architecture
         if "parent" in origin:
             parent = self.observations[int(origin["parent"])].architecture
             return replay(parent, origin["ops"], limits=_NO_LIMITS)
@@ -292,7 +366,9 @@ class Strategy(ABC):
         """JSON-able state: enough for ``load_state_dict`` to continue exactly where this strategy is.
 
         Architectures are stored compactly: an initial one by its position, a morphed one as its parent trial
-        and ops (replayed on load, which rebuilds it exactly), anything else as its full JSON.
+        and ops (replayed on load, which rebuilds it exactly), a promotion as the trial it continues, anything
+        else as its full JSON. An observation's fidelity fields are stored only when set (``rung`` > 0...), so
+        a single-fidelity state is what it was before they existed, and such old states load as rung 0.
         """
         return {
             "strategy": self.name,
@@ -303,7 +379,8 @@ class Strategy(ABC):
             "rng": self.rng.bit_generator.state,
             "limits": None if self.limits is None else asdict(self.limits),
             "observations": [{"trial_id": o.trial_id, "metric": o.metric, "status": o.status.value,
-                              "architecture": self._origin[o.trial_id]} for o in self.observations.values()],
+                              "architecture": self._origin[o.trial_id], **o.fidelity_fields()}
+                             for o in self.observations.values()],
             "pending": [{"trial_id": t, "parent": s.parent, "ops": [op.to_dict() for op in s.ops],
                          "inherit_weights": s.inherit_weights, "info": s.info, "architecture": self._origin[t]}
                         for t, s in self.pending.items()],
@@ -327,7 +404,9 @@ class Strategy(ABC):
             origin = entry["architecture"]
             graph = self._rebuild(origin)
             self._origin[tid] = origin
-            self.observations[tid] = Observation(tid, graph, entry["metric"], entry["status"])
+            self.observations[tid] = Observation(tid, graph, entry["metric"], entry["status"],
+                                                 int(entry.get("rung", 0)), entry.get("fidelity"),
+                                                 entry.get("continues"))
             self._seen.add(graph.canonical_hash())
             self.on_observe(self.observations[tid])
         for entry in state["pending"]:

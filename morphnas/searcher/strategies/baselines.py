@@ -5,6 +5,10 @@
   and AutoKeras 1.x's greedy search: evaluate the initial architectures, then always mutate the best).
 - ``bfs``: the paper's ablation without BO: trained models in the order they finish, each expanded into up to
   ``n_children`` distinct one-op children, suggested breadth first.
+
+With several fidelities (``base.py``): random walk draws among ``trained_models`` (each lineage's latest model),
+hill climbing ranks them by rung, then metric, and BFS swaps a queued model for its promotion when one arrives
+(same architecture, longer-trained weights for the children; a model already expanded is not expanded again).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ class RandomWalk(Strategy):
     name = "random-walk"
 
     def propose(self, trial_id: int) -> Suggestion | None:
-        trained = self.trained
+        trained = self.trained_models
         if not trained:
             return None
         order = self.rng.permutation(len(trained))
@@ -48,8 +52,7 @@ class HillClimbing(Strategy):
         self.n_ops = int(n_ops)
 
     def propose(self, trial_id: int) -> Suggestion | None:
-        ranked = sorted(self.trained, key=lambda o: (-o.metric, o.trial_id))
-        for parent in ranked:
+        for parent in self.ranked_models():
             suggestion = self.mutate(parent, self.rng, self.n_ops, reason="child of the best")
             if suggestion is not None:
                 return suggestion
@@ -74,8 +77,15 @@ class BreadthFirst(Strategy):
         self._frontier: dict[int, list[Op]] = {}
 
     def on_observe(self, observation: Observation) -> None:
-        if observation.ok:
+        if not observation.ok:
+            return
+        source = observation.continues
+        if source is None:
             self._queue.append(observation.trial_id)
+        elif source in self._queue:  # a promotion: its children inherit the longer-trained weights
+            self._queue = deque(observation.trial_id if t == source else t for t in self._queue)
+            if source in self._frontier:
+                self._frontier[observation.trial_id] = self._frontier.pop(source)
 
     def propose(self, trial_id: int) -> Suggestion | None:
         while self._queue:

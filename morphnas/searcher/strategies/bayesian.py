@@ -20,6 +20,18 @@ previous fit's optimum (warm, a few L-BFGS steps): ``doubling`` (default) fits c
 bounded at hundreds of observations; ``cold`` always; ``warm`` only the first time. The warm start and the last
 cold size are in the state, so a resumed search fits exactly as an uninterrupted one.
 
+**Fidelities** (a multi-fidelity search, ``engine/fidelity.py``): the GP models only comparable metrics —
+those of the lowest rung observed, which in the search loop is every architecture's first-rung metric, since
+every new architecture is trained first at rung 0. Promotions (the same architecture trained longer) are
+observed but do not enter the GP; they make better *parents*: proposals start from ``trained_models`` (each
+lineage's longest-trained model) ranked by rung, then metric. Why not fidelity as a GP input: a product kernel
+over (architecture, rung) has to learn the correlation between rungs from the few promoted pairs a search has
+(a handful per dozen trials), and extrapolating a candidate to a rung it has never been trained at is what
+successive halving exists to avoid; the first rung is where every candidate enters, so EI compares each
+candidate with the incumbent at exactly the fidelity it will be trained at. Successive halving itself assumes
+that rankings carry over between rungs, which is what using first-rung metrics for the search relies on. With
+one fidelity every observation is rung 0 and nothing changes.
+
 Failed trials are never re-suggested and never enter the GP. When the optimizer finds no unseen child (a
 tiny space, or all children pending), a random unseen mutation of the best model is suggested instead and
 the suggestion's ``info`` says so.
@@ -135,10 +147,19 @@ class GPStrategy(Strategy):
             return False
         return n <= self.cold_fits_until or n >= 2 * self._last_cold
 
-    def fit_gp(self) -> tuple[ArchitectureGP, float, bool]:
-        """The GP on the trained models plus a fantasy per pending trial, the best metric, and whether the
-        hyperparameters were fitted cold."""
+    def modelled(self) -> list[Observation]:
+        """The observations the GP is fitted on: the successful ones at the lowest rung observed (module doc);
+        with one fidelity, every successful observation."""
         trained = self.trained
+        if not trained:
+            return trained
+        low = min(o.rung for o in trained)
+        return [o for o in trained if o.rung == low]
+
+    def fit_gp(self) -> tuple[ArchitectureGP, float, bool]:
+        """The GP on the modelled observations (``modelled``) plus a fantasy per pending trial, the best modelled
+        metric, and whether the hyperparameters were fitted cold."""
+        trained = self.modelled()
         idx = np.array([self._index[o.trial_id] for o in trained], dtype=np.int64)
         y = np.array([o.metric for o in trained], dtype=np.float64)
         gp = ArchitectureGP(self.cache, self.kernel_name, self.kernel_options, fit_steps=self.fit_steps)
@@ -187,8 +208,7 @@ class GPStrategy(Strategy):
 
     def fallback(self, rng: np.random.Generator, info: dict[str, Any], why: str) -> Suggestion | None:
         """A random unseen mutation of the best model, when the acquisition optimizer found nothing."""
-        trained = self.trained
-        found = self.mutate(self.best() or trained[0], rng, reason=f"fallback: {why}")
+        found = self.mutate(self.best() or self.trained[0], rng, reason=f"fallback: {why}")
         if found is None:
             return None
         return Suggestion(found.architecture, found.parent, found.ops, self.inherit_weights, {**info, **found.info})
@@ -221,7 +241,7 @@ class AutoKerasSearch(GPStrategy):
         if not trained:
             return None
         rng, gp, best, info = self.begin_proposal()
-        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id]) for o in trained]
+        roots = [Root(o.trial_id, o.architecture, self._index[o.trial_id]) for o in self.trained_models]
         annealer = TreeAnnealer(noise=self.noise, limits=self.limits, **self.annealing)
         proposal = annealer.optimize(self.cache, roots, self.scorer(gp, best, rng), rng)
         self.last_stats = {} if proposal is None else dict(proposal.stats)

@@ -4,6 +4,10 @@ The population is the last ``population_size`` successful trials in the order th
 full, children of random members are suggested; then each suggestion mutates the best of ``sample_size``
 members drawn at random (a tournament), and each new result pushes the oldest member out (aging), which
 keeps the search from sticking to one lucky early model.
+
+With several fidelities (``base.py``): a promotion takes its source's place in the population (the same
+individual, trained longer: its age is unchanged, and one that has aged out stays out), and the tournament ranks
+by rung, then metric.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import DEFAULT_NOISE, Limits
-from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion
+from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion, rank_key
 
 
 class AgingEvolution(Strategy):
@@ -36,7 +40,10 @@ class AgingEvolution(Strategy):
         self.population: deque[int] = deque()
 
     def on_observe(self, observation: Observation) -> None:
-        if observation.ok:
+        if observation.ok and observation.continues is not None:
+            source = observation.continues
+            self.population = deque(observation.trial_id if t == source else t for t in self.population)
+        elif observation.ok:
             self.population.append(observation.trial_id)
             while len(self.population) > self.population_size:
                 self.population.popleft()
@@ -50,7 +57,7 @@ class AgingEvolution(Strategy):
             reason = "filling the population"
         else:
             picks = self.rng.choice(len(members), size=self.sample_size, replace=False).tolist()
-            order = sorted(picks, key=lambda k: (-members[k].metric, members[k].trial_id))
+            order = sorted(picks, key=lambda k: rank_key(members[k]), reverse=True)
             reason = "tournament winner"
         for k in order:
             suggestion = self.mutate(members[k], self.rng, reason=reason)

@@ -24,6 +24,11 @@ Trials in flight together must differ, and not trivially: with four pending, the
 pick "wider" on the best model four times over (different layers, all close in the kernel; NNI's parallel
 tuner had the same fault, #2449). So a candidate's acquisition is multiplied by ``diversity`` (0.5) for every
 pending trial that made the same move — the same parent and the same kinds of morphism.
+
+In a multi-fidelity search the parents are the top ``top_k`` of ``ranked_models`` (the highest rung first, each
+lineage's longest-trained model), the GP models first-rung metrics (``bayesian.py``), and the trust region
+counts only first-rung observations as its successes and failures: those are the outcomes of its own moves,
+while a promotion's metric is another fidelity's (it would read as an improvement every time).
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ class BayesianSearch(GPStrategy):
     def on_observe(self, observation: Observation) -> None:
         """Grow the region after a run of improvements, shrink it after a run of misses."""
         super().on_observe(observation)
-        if not observation.ok:
+        if not observation.ok or observation.rung > 0:  # a promotion is not this strategy's move
             return
         value = float(observation.metric)
         if self._best_seen is None:
@@ -107,7 +112,7 @@ class BayesianSearch(GPStrategy):
             self.radius, self.failures = (self.max_radius if collapsed else max(self.radius // 2, 1)), 0
 
     def _parents(self) -> list[Observation]:
-        return sorted(self.trained, key=lambda o: (-o.metric, o.trial_id))[: self.top_k]
+        return self.ranked_models()[: self.top_k]
 
     def candidate_pool(self, rng: np.random.Generator) -> list[tuple[Observation, tuple[Op, ...], Graph]]:
         """Up to ``pool_size`` unseen, distinct children: ``local_share`` of them one morphism from the best
