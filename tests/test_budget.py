@@ -167,7 +167,9 @@ def test_search_and_final_fit_in_the_budget(budgeted) -> None:
     final = json.loads((run.path / "final.json").read_text())
     assert seconds <= BUDGET + margin_seconds(BUDGET), f"the job took {seconds:.1f} s of a {BUDGET} s budget"
     assert final["seconds_before_deadline"] > -margin_seconds(BUDGET)
-    assert final["epochs_run"] >= 1 and 0 < final["test_accuracy"] <= 1
+    # on a loaded machine not one final epoch may fit: then the best trial's own model is tested (documented)
+    assert (final["epochs_run"] >= 1 if final.get("retrained", True) else final["epochs_run"] == 0)
+    assert 0 < final["test_accuracy"] <= 1
     assert final["trial"] == run.best.id
     rep = morphnas.Run(run.path).report(plot=False)
     assert rep["job_seconds"] <= BUDGET + margin_seconds(BUDGET)

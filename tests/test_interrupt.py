@@ -120,10 +120,10 @@ def test_first_ctrl_c_says_it_stops_the_second_cuts_and_resume_loses_nothing(tmp
     try:
         lines.wait_for("trial 0 epoch 1:", timeout=240)
         os.killpg(child.pid, signal.SIGINT)
-        assert lines.wait_for("stopping: waiting for trial 0 to finish", timeout=10) < 10
+        assert lines.wait_for("stopping: waiting for trial 0 to finish", timeout=30) < 30  # at once; slack for load
         assert "press Ctrl-C again to cut it now" in lines.rest()
         os.killpg(child.pid, signal.SIGINT)
-        lines.wait_for("cutting trial 0 now", timeout=10)
+        lines.wait_for("cutting trial 0 now", timeout=30)
         start = time.time()
         assert child.wait(timeout=60) == 130
         assert time.time() - start < 30, "the second Ctrl-C did not end the search promptly"
@@ -150,7 +150,7 @@ def test_workers_survive_a_terminal_ctrl_c_and_the_running_trial_is_kept(tmp_pat
     try:
         lines.wait_for("trial 0 epoch 1:", timeout=240)
         os.killpg(child.pid, signal.SIGINT)  # the driver, its worker process and the resource tracker
-        assert lines.wait_for("stopping: waiting for trial 0 to finish", timeout=10) < 10
+        assert lines.wait_for("stopping: waiting for trial 0 to finish", timeout=30) < 30  # at once; slack for load
         assert child.wait(timeout=120) == 130  # the trial ends, is recorded, and the search stops by itself
     finally:
         if child.poll() is None:
