@@ -4,6 +4,7 @@ progress without disturbing it (read-only SQLite)."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,14 @@ def cli(*args: str, cwd: Path | None = None, threads: int | None = None, env: di
         environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return subprocess.Popen([sys.executable, "-m", "morphnas.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=environ, cwd=cwd,
-                            start_new_session=new_session)
+                            start_new_session=new_session, preexec_fn=_as_a_terminal_job if new_session else None)
+
+
+def _as_a_terminal_job() -> None:
+    """SIGINT as a shell gives a job: default action, unblocked (not whatever the test process inherited or set:
+    an ignored or blocked SIGINT passes to children through exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def finished_trials(run: Path) -> int:
