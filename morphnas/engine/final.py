@@ -273,15 +273,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
     }
     if test:
         assert data.test is not None
-        evaluation = trainer.evaluate(module, data.test)
-        report.update({"test_images": len(data.test), "test_accuracy": evaluation.accuracy,
-                       "test_loss": evaluation.loss, **per_class_report(evaluation, list(data.class_names))})
-    report["total_seconds"] = time.time() - started
-    if deadline is not None:
-        report["seconds_before_deadline"] = deadline - time.time()
-    if test:
-        run.write_final_report(report)
-    return report
+        _add_test(report, trainer.evaluate(module, data.test), data)
+    return _finish(run, report, test, started, deadline)
 
 
 def _test_trained(run: RunDir, config: SearchConfig, trained: Graph, data: ImageDataset, source: dict[str, Any],
@@ -302,9 +295,21 @@ def _test_trained(run: RunDir, config: SearchConfig, trained: Graph, data: Image
         normalizer = Normalizer(torch.tensor(norm["mean"], dtype=torch.float32),
                                 torch.tensor(norm["std"], dtype=torch.float32))
         evaluation = evaluate(trained.to_module(), data.test, normalizer, device=select_device(config.device))
-        report.update({"test_images": len(data.test), "test_accuracy": evaluation.accuracy,
-                       "test_loss": evaluation.loss, **per_class_report(evaluation, list(data.class_names))})
+        _add_test(report, evaluation, data)
         say(f"final: test accuracy {evaluation.accuracy:.2%} (the search's model, not retrained)")
+    return _finish(run, report, test, started, deadline)
+
+
+def _add_test(report: dict[str, Any], evaluation: EvalResult, data: ImageDataset) -> None:
+    """The one test's figures, into the final report."""
+    assert data.test is not None
+    report.update({"test_images": len(data.test), "test_accuracy": evaluation.accuracy,
+                   "test_loss": evaluation.loss, **per_class_report(evaluation, list(data.class_names))})
+
+
+def _finish(run: RunDir, report: dict[str, Any], test: bool, started: float,
+            deadline: float | None) -> dict[str, Any]:
+    """Time the final step, say how far from the deadline it ended, and write final.json when it was tested."""
     report["total_seconds"] = time.time() - started
     if deadline is not None:
         report["seconds_before_deadline"] = deadline - time.time()
