@@ -343,7 +343,7 @@ class Graph:
             if layer.commutative:
                 ins.sort()
             out = self.layer_output[lid]
-            text = f"{json.dumps(layer.to_dict(), sort_keys=True)}|{'|'.join(ins)}|{self.nx.out_degree(out)}"
+            text = f"{layer.spec_json}|{'|'.join(ins)}|{self.nx.out_degree(out)}"
             h[out] = hashlib.sha1(text.encode()).hexdigest()
         return h[self.output_node] if self.output_node is not None else ""
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import operator
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -132,8 +133,15 @@ class Layer:
         return 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able description: ``{"kind": ..., **attributes}``."""
-        return {"kind": self.kind, **asdict(self)}
+        """JSON-able description: ``{"kind": ..., **attributes}`` (attributes are scalars or tuples, so a shallow
+        copy is a full one; ``asdict``'s deep walk made hashing graphs slow)."""
+        return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @functools.cached_property
+    def spec_json(self) -> str:
+        """``to_dict()`` as canonical JSON, computed once per spec (specs are frozen and shared between graphs;
+        every graph hash reads it)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def describe(self) -> str:
         """Short human-readable form, e.g. ``Conv2d(16->32, k3, s1)``."""
