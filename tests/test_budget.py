@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from morphnas.engine import budget
 from morphnas.engine.budget import EpochCost, JobClock, epoch_cost, final_reserve, margin_seconds, plan_epochs
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.setup import load_data, make_trainer
+from morphnas.graph import Graph
 from morphnas.storage import RunDir
 from morphnas.trainer import TrainConfig, Trainer, load_dataset
 from morphnas.trainer import trainer as trainer_module
@@ -136,6 +138,24 @@ def test_budget_rules() -> None:
     assert margin_seconds(3600) == pytest.approx(46)
 
 
+def test_cost_cap_follows_the_time_left_and_the_final_share() -> None:
+    measured = [(1_000_000, 2.0), (2_000_000, 4.0), (4_000_000, 8.0)]  # 2e-6 s per MAC
+    cap = partial(budget.cost_cap_macs, measured, workers=1, trial_epochs=2, final_epoch_seconds=None)
+    assert budget.cost_cap_macs([], search_seconds_left=600, workers=1, trial_epochs=2,
+                                final_epoch_seconds=None) is None  # nothing measured yet
+    caps = [cap(search_seconds_left=s) for s in (600, 300, 60)]
+    assert caps[0] == 50_000_000 and caps[0] > caps[1] > caps[2]  # 600 s / (3 trials x 2 epochs) = 100 s an epoch
+    assert cap(search_seconds_left=0) == 1_250_000  # never below 1.25 x the cheapest trained network
+    assert budget.cost_cap_macs(measured, search_seconds_left=600, workers=4, trial_epochs=2,
+                                final_epoch_seconds=None) == 4 * caps[0]  # four workers share the time left
+    assert budget.cost_cap_macs(measured, search_seconds_left=600, workers=1, trial_epochs=2,
+                                final_epoch_seconds=20.0) == 10_000_000  # the final step could not retrain more
+    # 40 % of an hour for 10 epochs on train+validation, as a trial's epoch on 90 % of it
+    assert budget.final_epoch_limit(3600, final_time=None, final_epochs=0, train_images=900,
+                                    val_images=100) == pytest.approx(144 * 0.9)
+    assert budget.final_epoch_limit(3600, final_time=0, final_epochs=0, train_images=9, val_images=1) is None
+
+
 def test_a_time_budget_alone_is_the_budget() -> None:
     assert SearchConfig().max_trials == 5
     assert SearchConfig(time_budget=60).max_trials is None and SearchConfig(time_budget=60).wants_final
@@ -187,6 +207,14 @@ def test_a_trial_cut_at_the_deadline_keeps_its_best_epoch_and_weights(budgeted) 
     data = load_data(config)
     _loss, accuracy = make_trainer(config, data).validate(run.model(0).to_module())
     assert accuracy == pytest.approx(cut.metric, abs=1e-9)
+
+
+def test_every_proposal_respects_the_cost_cap_of_its_moment(tmp_path) -> None:
+    run = morphnas.search(out=str(tmp_path / "run"), time_budget=20.0, max_epochs=1, final_time=2.0, **TINY)
+    capped = [t for t in run.trials if "cost_cap_macs" in t.extra["info"]]
+    assert capped, "no proposal was made under a cost cap"
+    assert all(Graph.from_dict(t.extra["architecture"]).macs() <= t.extra["info"]["cost_cap_macs"] for t in capped)
+    assert not [t for t in run.trials if t.status == "failed"]  # replaying a capped proposal never refuses it
 
 
 def test_resume_neither_repeats_nor_loses_the_final_step(budgeted, tmp_path) -> None:

@@ -212,6 +212,23 @@ def test_limits_are_enforced_and_random_morph_respects_them():
         assert child.max_width() <= 16
 
 
+def test_a_cost_cap_refuses_children_that_cost_more():
+    g = SMALL["cnn"]()
+    with pytest.raises(LimitError, match="max_macs"):
+        wider(g, g.layers_of_kind("conv2d")[0], 4, limits=Limits(max_macs=g.macs()))
+    limits = Limits(max_macs=int(g.macs() * 1.3))
+    rng = np.random.default_rng(1)
+    child, grew = g, 0
+    for _ in range(25):
+        try:
+            child, _ = random_morph(child, rng, limits=limits)
+        except MorphismError:
+            break
+        assert child.macs() <= limits.max_macs
+        grew += child.macs() > g.macs()
+    assert grew, "no child used the room under the cap"
+
+
 def test_neighbours_are_distinct_one_op_children():
     g = generators.cnn((1, 28, 28), 10, seed=None)
     found = neighbours(g, 8, np.random.default_rng(0))

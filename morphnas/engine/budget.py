@@ -27,6 +27,17 @@ The rules, and why (docs/architecture.md, "The budget"):
   of its own deadline, so ``final.json`` is written before budget + ``margin_seconds(budget)`` (10 s + 1 %):
   the overshoot is one step, a validation pass of a cut epoch, and the error of the test-time estimate.
 
+- **A cost cap that follows the budget** (``cost_cap_macs``): before each suggestion the strategy's
+  ``Limits.max_macs`` is set so that no proposal costs more than the time left can pay for. An epoch's seconds
+  are predicted from the network's multiply-accumulates per image at the median measured seconds per MAC of
+  the finished trials; a candidate must (a) train its ``max_epochs`` within ``workers`` / ``COST_CAP_TRIALS``
+  of the search time left, so that a few more trials still fit after it, and (b) be one the final step could
+  retrain for its target epochs within the largest final share (``FINAL_SHARE_MAX``). Why a cap and not
+  expected improvement per second: dividing by cost favours the cheapest networks all the time, also early when
+  the budget could pay for bigger ones, while the failure to avoid is a single proposal that eats the budget
+  (a 646k-parameter child at 670 images/s whose 15-epoch retrain took 66 minutes). The cap never falls below
+  ``COST_CAP_FLOOR`` times the cheapest trained network, so the search can still grow from it.
+
 Runs bounded by wall-clock are not bit-reproducible (where a trial is cut and how many final epochs fit
 depend on the machine's speed); runs bounded by trials or epochs are.
 """
@@ -47,6 +58,8 @@ FINAL_SHARE_UNMEASURED = 0.25  # before any trial has measured an epoch
 FINAL_MAX_EPOCHS = 100  # the most epochs a budgeted final training plans when final_epochs is not set
 FINAL_FIXED_SECONDS = 2.0  # building the final trainer, saving the model, writing final.json
 TICK_SECONDS = 5.0  # how often a running job records its elapsed time
+COST_CAP_TRIALS = 3  # a proposal's max_epochs must fit in workers / this of the search time left
+COST_CAP_FLOOR = 1.25  # the cap is at least this times the cheapest trained network's MACs
 
 
 def margin_seconds(budget: float) -> float:
@@ -153,3 +166,34 @@ def plan_epochs(seconds: float, epoch_seconds: float, cap: int) -> int:
     if epoch_seconds <= 0 or not math.isfinite(epoch_seconds):
         return cap
     return max(1, min(cap, int(seconds // epoch_seconds)))
+
+
+def cost_cap_macs(measured: Sequence[tuple[int, float]], *, search_seconds_left: float, workers: int,
+                  trial_epochs: int, final_epoch_seconds: float | None) -> int | None:
+    """The largest multiply-accumulates per image a proposal may have (module doc, "a cost cap"); None before
+    any trial has measured an epoch.
+
+    ``measured``: ``(macs, seconds per epoch)`` of finished trials; ``final_epoch_seconds``: the most seconds a
+    trial-sized epoch may take for the final step to retrain it for its target epochs (None: no final step).
+    """
+    pairs = [(m, s) for m, s in measured if m and m > 0 and s > 0 and math.isfinite(s)]
+    if not pairs:
+        return None
+    seconds_per_mac = statistics.median(s / m for m, s in pairs)
+    epoch_cap = max(search_seconds_left, 0.0) * max(workers, 1) / (COST_CAP_TRIALS * max(trial_epochs, 1))
+    if final_epoch_seconds is not None:
+        epoch_cap = min(epoch_cap, final_epoch_seconds)
+    floor = COST_CAP_FLOOR * min(m for m, _ in pairs)
+    return int(max(epoch_cap / seconds_per_mac, floor))
+
+
+def final_epoch_limit(budget: float, *, final_time: float | None, final_epochs: int, train_images: int,
+                      val_images: int) -> float | None:
+    """The most seconds a trial's epoch (``train_images`` + a validation pass) may take for the final step to
+    retrain the network on train+validation for its target epochs within its largest share; None without a
+    final step."""
+    if final_time == 0:
+        return None
+    share = float(final_time) if final_time is not None else FINAL_SHARE_MAX * budget
+    epochs = final_epochs or FINAL_TARGET_EPOCHS
+    return share / epochs * train_images / max(train_images + val_images, 1)

@@ -59,7 +59,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from morphnas.engine.budget import TICK_SECONDS, EpochCost, JobClock, epoch_cost, final_reserve, median_epoch_seconds
+from morphnas.engine.budget import (
+    TICK_SECONDS,
+    EpochCost,
+    JobClock,
+    cost_cap_macs,
+    epoch_cost,
+    final_epoch_limit,
+    final_reserve,
+    median_epoch_seconds,
+)
 from morphnas.engine.config import SearchConfig
 from morphnas.engine.executors import make_pool
 from morphnas.engine.fidelity import Rungs, next_promotion
@@ -238,9 +247,27 @@ class Search:
         self.trials[trial_id] = record
         return record
 
+    def cost_cap(self) -> int | None:
+        """The most multiply-accumulates per image the next proposal may have (``budget.cost_cap_macs``: what the
+        time left can pay for); None without a time budget, without data, or before an epoch was measured."""
+        config = self.config
+        end = self.search_end()
+        if end is None or config.time_budget is None or self.data is None:
+            return None
+        measured = [(int(t.extra["macs"]), float(t.seconds_per_epoch)) for t in self.trials.values()
+                    if t.finished and t.seconds_per_epoch and t.extra.get("macs")]
+        n_train, n_val, _ = self.split_sizes()
+        final = final_epoch_limit(config.time_budget, final_time=config.final_time if config.wants_final else 0,
+                                  final_epochs=config.final_epochs, train_images=n_train, val_images=n_val)
+        return cost_cap_macs(measured, search_seconds_left=end - time.time(), workers=config.workers,
+                             trial_epochs=config.max_epochs, final_epoch_seconds=final)
+
     def _suggest(self, trial_id: int) -> TrialRecord | None:
         if not self._budget_left(trial_id):
             return None
+        cap = self.cost_cap()
+        if cap is not None:
+            self.strategy.limits = replace(self.strategy.limits or Limits(), max_macs=cap)
         try:
             s = self.strategy.suggest(trial_id)
         except StrategyExhausted as exc:
@@ -258,7 +285,8 @@ class Search:
                              n_params=s.architecture.n_params(), n_layers=s.architecture.n_layers(),
                              depth=s.architecture.depth(), width=s.architecture.max_width(),
                              skips=s.architecture.n_skips(), arch_hash=s.architecture.canonical_hash(),
-                             extra={"architecture": s.architecture.to_dict(), "info": s.info},
+                             extra={"architecture": s.architecture.to_dict(),
+                                    "info": s.info if cap is None else {**s.info, "cost_cap_macs": cap}},
                              rung=0, fidelity=self._fidelity(0))
         self.run_dir.put_trial(record, self.strategy.state_dict())
         self.trials[trial_id] = record
@@ -271,7 +299,7 @@ class Search:
         parent_model = (self.run_dir.model_bytes(record.parent)
                         if inherit and record.parent is not None and self.has_models else None)
         return TrialSpec(record.id, record.parent, tuple(record.ops), record.extra["architecture"], record.inherit,
-                         init_seed, train_seed, parent_model, {} if limits is None else vars(limits).copy(),
+                         init_seed, train_seed, parent_model, {} if limits is None else _replay_limits(limits),
                          record.description, deadline=self.search_end(),
                          epochs=None if self.rungs is None else self.rungs.train_epochs(record.rung),
                          continues=record.continues, rung=record.rung)
@@ -648,3 +676,9 @@ def create_search(config: SearchConfig, data: ImageDataset | None = None,
         return Search(config, run, progress=progress, started=started)
     write_run_data(run, config, data, copy=given)
     return Search(config, run, data, progress=progress, started=started)
+
+
+def _replay_limits(limits: Limits) -> dict[str, Any]:
+    """The limits a trial replays its ops under: the size limits, not the cost cap (it was checked when the
+    suggestion was made, and may have tightened since; the same ops must rebuild the same network)."""
+    return {k: v for k, v in vars(limits).items() if k != "max_macs"}

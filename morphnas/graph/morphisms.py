@@ -31,16 +31,21 @@ class MorphismError(GraphError):
 
 
 class LimitError(MorphismError):
-    """The morphism would break a size limit (layers, parameters or width)."""
+    """The morphism would break a size limit (layers, parameters, width or cost)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Size limits a morphism must respect; parameters are the real count (input channels included)."""
+    """Size limits a morphism must respect; parameters are the real count (input channels included).
+
+    ``max_macs`` (multiply-accumulates per image, ``Graph.macs``) caps a network's cost: a search with a time
+    budget sets it from the remaining time (``engine/budget.py``, ``cost_cap_macs``); None: no cap.
+    """
 
     max_layers: int = 500
     max_params: int = 50_000_000
     max_width: int = 1024
+    max_macs: int | None = None
 
     def check(self, graph: Graph) -> None:
         """Raise LimitError naming the first limit ``graph`` breaks."""
@@ -50,6 +55,13 @@ class Limits:
             raise LimitError(f"{graph.n_params():,} parameters exceed max_params={self.max_params:,}")
         if graph.max_width() > self.max_width:
             raise LimitError(f"width {graph.max_width()} exceeds max_width={self.max_width}")
+        if self.max_macs is not None:
+            try:
+                macs = graph.macs()
+            except NotImplementedError:  # a plugin layer kind that cannot say its cost: not capped
+                return
+            if macs > self.max_macs:
+                raise LimitError(f"{macs:,} multiply-accumulates per image exceed max_macs={self.max_macs:,}")
 
 
 @dataclass(frozen=True)
