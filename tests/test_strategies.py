@@ -304,3 +304,33 @@ def test_trust_region_doubles_after_successes_halves_after_failures_and_restarts
     again = make_strategy("bayesian", [BASES["cnn"]()], seed=0, radius=4, max_radius=8, restart=restart, **FAST_BO)
     again.load_state_dict(state)
     assert again.radius == strategy.radius
+
+
+def test_portfolio_credits_each_arm_and_resumes_exactly_with_trials_in_flight():
+    def make():
+        return make_strategy("bayesian", [BASES["cnn"]()], seed=4, portfolio=True, **FAST_BO)
+
+    strategy = make()
+    arms, improved, best = [], [], -1.0
+    for tid in range(8):
+        s = strategy.suggest(tid)
+        metric = toy_metric(s.architecture)
+        if tid:  # the initial architecture comes from no arm
+            arms.append(s.info["arm"])
+            improved.append(metric > best + 1e-3 * max(1.0, abs(best)))
+        best = max(best, metric)
+        strategy.observe(Observation(tid, s.architecture, metric))
+    assert set(arms) == {"model", "random"}  # both arms were tried
+    for arm in ("model", "random"):
+        won = sum(i for a, i in zip(arms, improved, strict=True) if a == arm)
+        assert strategy.arms[arm] == [won, arms.count(arm) - won]
+    in_flight = [strategy.suggest(t) for t in (8, 9)]
+    state = json.loads(json.dumps(strategy.state_dict()))
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert resumed.arms == strategy.arms
+    for tid, s in zip((8, 9), in_flight, strict=True):
+        for x in (strategy, resumed):
+            x.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
+    assert resumed.arms == strategy.arms
+    assert (resumed.suggest(10).architecture.canonical_hash() == strategy.suggest(10).architecture.canonical_hash())
