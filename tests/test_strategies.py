@@ -334,3 +334,16 @@ def test_portfolio_credits_each_arm_and_resumes_exactly_with_trials_in_flight():
             x.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
     assert resumed.arms == strategy.arms
     assert (resumed.suggest(10).architecture.canonical_hash() == strategy.suggest(10).architecture.canonical_hash())
+
+
+def test_climb_share_one_makes_every_proposal_a_one_morphism_child_of_the_best():
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=5, climb_share=1.0, **FAST_BO)
+    for tid in range(6):
+        best = strategy.best()
+        s = strategy.suggest(tid)
+        if tid:
+            assert s.parent == best.trial_id and len(s.ops) == 1 and s.info["reason"].startswith("climb")
+        strategy.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
+    assert strategy.gp is None  # no proposal needed the model
+    with pytest.raises(ValueError, match="climb_share must be in"):
+        make_strategy("bayesian", [BASES["cnn"]()], climb_share=1.5)

@@ -28,7 +28,9 @@ change nothing); the portfolio learns within a search which arm is paying. Off b
 (tuning seeds 0-19) it lost to the default on far-optimum and stats-target at 50 evaluations (docs/benchmarks.md).
 ``control="random-scores"``
 replaces the acquisition by random numbers over the same pool: the ablation that shows whether the model, not
-the pool, is what wins.
+the pool, is what wins. ``climb_share`` makes that share of proposals a hill-climbing move (a random
+one-morphism child of the best, no model): measured off by default, as a mixture it traded far-optimum for
+stats-target without beating hill climbing on both.
 
 Trials in flight together must differ, and not trivially: with four pending, the fantasies alone still let EI
 pick "wider" on the best model four times over (different layers, all close in the kernel; NNI's parallel
@@ -62,7 +64,8 @@ class BayesianSearch(GPStrategy):
 
     ``pool_size``: candidates scored per suggestion; ``top_k``, ``p_best``: which trained models are parents;
     ``radius`` (initial), ``max_radius``, ``success_tolerance``, ``failure_tolerance``, ``min_improvement``:
-    the trust region in morphism steps (module doc); ``restart``, ``local_share``, ``portfolio``: see the module doc;
+    the trust region in morphism steps (module doc); ``restart``, ``local_share``, ``portfolio``, ``climb_share``:
+    see the module doc;
     ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
     (ablation).
     Other options (kernel, fantasy, refit...) as ``GPStrategy``.
@@ -74,7 +77,8 @@ class BayesianSearch(GPStrategy):
                  top_k: int = 3, p_best: float = 0.5, radius: int = 4, max_radius: int = 8,
                  success_tolerance: int = 2, failure_tolerance: int = 4, min_improvement: float = 1e-3,
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
-                 restart: bool = False, portfolio: bool = False, **options: Any) -> None:
+                 restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
+                 **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -94,6 +98,9 @@ class BayesianSearch(GPStrategy):
         self.local_share = float(local_share)
         self.restart = bool(restart)
         self.portfolio = bool(portfolio)
+        if not 0.0 <= climb_share <= 1.0:
+            raise ValueError(f"climb_share must be in [0, 1], got {climb_share!r}")
+        self.climb_share = float(climb_share)
         super().__init__(initial, seed, acquisition=acquisition, **options)
 
     def _reset(self) -> None:
@@ -136,6 +143,7 @@ class BayesianSearch(GPStrategy):
         """Up to ``pool_size`` unseen, distinct children: ``local_share`` of them one morphism from the best
         model, the rest within ``radius`` morphisms of the top models."""
         parents = self._parents()
+        p_best = self.p_best
         pool: list[tuple[Observation, tuple[Op, ...], Graph]] = []
         keys: set[str] = set()
 
@@ -144,7 +152,7 @@ class BayesianSearch(GPStrategy):
             for _ in range(4 * count):
                 if len(pool) >= goal:
                     return
-                use_best = local or len(parents) == 1 or rng.random() < self.p_best
+                use_best = local or len(parents) == 1 or rng.random() < p_best
                 parent = parents[0] if use_best else parents[int(rng.integers(1, len(parents)))]
                 length = 1 if local else int(rng.integers(1, self.radius + 1))
                 chain = self.morph_chain(parent.architecture, length, rng)
@@ -165,6 +173,12 @@ class BayesianSearch(GPStrategy):
         trained = self.trained
         if not trained:
             return None
+        if self.climb_share and self.rng.random() < self.climb_share:  # a hill-climbing move: no model needed
+            rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
+            for parent in self.ranked_models():
+                found = self.mutate(parent, rng, 1, reason="climb: a random one-morphism child of the best")
+                if found is not None:
+                    return found
         rng, gp, best, info = self.begin_proposal()
         pool = self.candidate_pool(rng)
         info.update(radius=self.radius, pool=len(pool))
