@@ -113,10 +113,7 @@ def build_child(spec: TrialSpec) -> Graph:
 
 def cost_extra(graph: Graph) -> dict[str, int | None]:
     """``macs`` and ``flops`` per image of ``graph``'s forward pass, None where a layer kind cannot say its cost."""
-    try:
-        macs: int | None = graph.macs()
-    except NotImplementedError:
-        macs = None
+    macs = graph.known_macs()
     return {"macs": macs, "flops": None if macs is None else 2 * macs}
 
 

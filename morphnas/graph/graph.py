@@ -171,6 +171,14 @@ class Graph:
         return sum(self.layers[lid].macs([self.shape(n) for n in self.layer_inputs[lid]],
                                          self.shape(self.layer_output[lid])) for lid in self.layers)
 
+    def known_macs(self) -> int | None:
+        """``macs()``, or None when a layer kind (a plugin's) cannot say its cost: for callers that record or
+        cap the cost where it is known and must not fail where it is not."""
+        try:
+            return self.macs()
+        except NotImplementedError:
+            return None
+
     def flops(self) -> int:
         """Floating-point operations per image of one forward pass, 2 × ``macs()``: what
         ``torch.utils.flop_counter.FlopCounterMode`` counts for ``to_module()`` on one image."""

@@ -55,13 +55,9 @@ class Limits:
             raise LimitError(f"{graph.n_params():,} parameters exceed max_params={self.max_params:,}")
         if graph.max_width() > self.max_width:
             raise LimitError(f"width {graph.max_width()} exceeds max_width={self.max_width}")
-        if self.max_macs is not None:
-            try:
-                macs = graph.macs()
-            except NotImplementedError:  # a plugin layer kind that cannot say its cost: not capped
-                return
-            if macs > self.max_macs:
-                raise LimitError(f"{macs:,} multiply-accumulates per image exceed max_macs={self.max_macs:,}")
+        macs = graph.known_macs() if self.max_macs is not None else None  # unknown cost: not capped
+        if macs is not None and self.max_macs is not None and macs > self.max_macs:
+            raise LimitError(f"{macs:,} multiply-accumulates per image exceed max_macs={self.max_macs:,}")
 
 
 @dataclass(frozen=True)

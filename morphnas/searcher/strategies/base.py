@@ -338,6 +338,16 @@ class Strategy(ABC):
                                       {"strategy": self.name, "reason": reason})
         return None
 
+    def child_of_best(self, rng: np.random.Generator, n_ops: int = 1, reason: str = "child of the best"
+                      ) -> Suggestion | None:
+        """An unseen ``n_ops``-morphism child of the best model, falling back to the next best (hill climbing's
+        move)."""
+        for parent in self.ranked_models():
+            suggestion = self.mutate(parent, rng, n_ops, reason=reason)
+            if suggestion is not None:
+                return suggestion
+        return None
+
     def morph_chain(self, graph: Graph, length: int, rng: np.random.Generator) -> tuple[Graph, tuple[Op, ...]] | None:
         """``graph`` after ``length`` random morphisms (this strategy's noise and limits) and the ops, or None when
         a morphism was refused (e.g. by the size limits)."""

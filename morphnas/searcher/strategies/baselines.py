@@ -52,11 +52,7 @@ class HillClimbing(Strategy):
         self.n_ops = int(n_ops)
 
     def propose(self, trial_id: int) -> Suggestion | None:
-        for parent in self.ranked_models():
-            suggestion = self.mutate(parent, self.rng, self.n_ops, reason="child of the best")
-            if suggestion is not None:
-                return suggestion
-        return None
+        return self.child_of_best(self.rng, self.n_ops)
 
 
 class BreadthFirst(Strategy):

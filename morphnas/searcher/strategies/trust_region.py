@@ -143,7 +143,6 @@ class BayesianSearch(GPStrategy):
         """Up to ``pool_size`` unseen, distinct children: ``local_share`` of them one morphism from the best
         model, the rest within ``radius`` morphisms of the top models."""
         parents = self._parents()
-        p_best = self.p_best
         pool: list[tuple[Observation, tuple[Op, ...], Graph]] = []
         keys: set[str] = set()
 
@@ -152,7 +151,7 @@ class BayesianSearch(GPStrategy):
             for _ in range(4 * count):
                 if len(pool) >= goal:
                     return
-                use_best = local or len(parents) == 1 or rng.random() < p_best
+                use_best = local or len(parents) == 1 or rng.random() < self.p_best
                 parent = parents[0] if use_best else parents[int(rng.integers(1, len(parents)))]
                 length = 1 if local else int(rng.integers(1, self.radius + 1))
                 chain = self.morph_chain(parent.architecture, length, rng)
@@ -175,10 +174,9 @@ class BayesianSearch(GPStrategy):
             return None
         if self.climb_share and self.rng.random() < self.climb_share:  # a hill-climbing move: no model needed
             rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
-            for parent in self.ranked_models():
-                found = self.mutate(parent, rng, 1, reason="climb: a random one-morphism child of the best")
-                if found is not None:
-                    return found
+            found = self.child_of_best(rng, 1, reason="climb: a random one-morphism child of the best")
+            if found is not None:
+                return found
         rng, gp, best, info = self.begin_proposal()
         pool = self.candidate_pool(rng)
         info.update(radius=self.radius, pool=len(pool))
@@ -193,7 +191,7 @@ class BayesianSearch(GPStrategy):
         if self.control == "random-scores":
             values = rng.random(len(pool))
         elif arm == "random":  # a uniform pick among the best model's children in the pool
-            best_id = pool[0][0].trial_id if not self._parents() else self._parents()[0].trial_id
+            best_id = self._parents()[0].trial_id  # a non-empty pool has parents
             values = rng.random(len(pool)) * np.array([p.trial_id == best_id for p, _, _ in pool], dtype=float)
             values = values if values.max() > 0 else rng.random(len(pool))
         elif self.pending and self.diversity < 1.0:
