@@ -169,11 +169,15 @@ def test_register_a_strategy():
 
 
 def test_warm_started_gp_fits_resume_exactly():
-    a = _make("bayesian", seed=4)
+    def make():  # every proposal from the model (no climbs), so every one fits the GP
+        return make_strategy("bayesian", [BASES["cnn"](), BASES["resnet"]()], seed=4, climb_collapsed=False,
+                             **FAST_BO)
+
+    a = make()
     a.cold_fits_until = 1  # warm starts from the second fit on
     _run(a, 4)
     assert a.state_dict()["extra"]["warm"]  # the last fit's hyperparameters travel with the state
-    b = _make("bayesian", seed=4)
+    b = make()
     b.cold_fits_until = 1
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert _run(b, 2, start=4) == _run(a, 2, start=4)
@@ -274,7 +278,7 @@ def test_a_cancelled_architecture_is_suggested_again():
 @pytest.mark.parametrize("refit", ["doubling", "cold", "warm"])
 def test_refit_policies_each_fit_the_gp(refit):
     strategy = make_strategy("bayesian", [BASES["cnn"](), BASES["resnet"]()], seed=6, refit=refit,
-                             cold_fits_until=1, **FAST_BO)
+                             cold_fits_until=1, climb_collapsed=False, **FAST_BO)  # every proposal fits
     _run(strategy, 2)
     colds = []
     for tid in range(2, 6):  # fits on 2, 3, 4, 5 trained models
@@ -308,7 +312,8 @@ def test_trust_region_doubles_after_successes_halves_after_failures_and_restarts
 
 def test_portfolio_credits_each_arm_and_resumes_exactly_with_trials_in_flight():
     def make():
-        return make_strategy("bayesian", [BASES["cnn"]()], seed=4, portfolio=True, **FAST_BO)
+        return make_strategy("bayesian", [BASES["cnn"]()], seed=4, portfolio=True, climb_collapsed=False,
+                             **FAST_BO)
 
     strategy = make()
     arms, improved, best = [], [], -1.0
@@ -347,3 +352,66 @@ def test_climb_share_one_makes_every_proposal_a_one_morphism_child_of_the_best()
     assert strategy.gp is None  # no proposal needed the model
     with pytest.raises(ValueError, match="climb_share must be in"):
         make_strategy("bayesian", [BASES["cnn"]()], climb_share=1.5)
+
+
+def test_local_fit_models_only_the_observations_nearest_the_best():
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=6, local_fit=4, **FAST_BO)
+    for tid in range(9):
+        s = strategy.suggest(tid)
+        strategy.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
+    everyone = strategy.trained
+    local = strategy.modelled()
+    best = max(everyone, key=lambda o: o.metric)
+    assert len(local) == 4 and best in local
+    index = strategy.cache_index
+    d = strategy.cache.distances([index(best.trial_id)], [index(o.trial_id) for o in everyone])[0]
+    radius = max(d[everyone.index(o)] for o in local)
+    assert all(d[i] >= radius for i, o in enumerate(everyone) if o not in local)  # none left out is nearer
+    assert strategy.suggest(9) is not None  # the GP fits on the local set
+    with pytest.raises(ValueError, match="local_fit must be"):
+        make_strategy("bayesian", [BASES["cnn"]()], local_fit=-1)
+
+
+def test_climb_collapsed_climbs_only_while_the_region_is_one_morphism():
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=7, radius=2, max_radius=4, failure_tolerance=1,
+                             success_tolerance=1, climb_collapsed=True, **FAST_BO)
+    metrics = iter([0.5, 0.4, 0.6, 0.7])  # a miss collapses the region to 1; a success grows it back to 2
+    reasons = []
+    for tid in range(4):
+        best, radius = strategy.best(), strategy.radius
+        s = strategy.suggest(tid)
+        if tid:
+            reasons.append((radius, s.info["reason"]))
+            if radius == 1:
+                assert s.parent == best.trial_id and len(s.ops) == 1
+        strategy.observe(Observation(tid, s.architecture, next(metrics)))
+    assert [r for r, _ in reasons] == [2, 1, 2]
+    assert ["(region collapsed)" in why for _, why in reasons] == [False, True, False]
+
+
+def test_climb_kinds_learns_which_kind_of_morphism_pays_and_resumes_exactly():
+    def make():
+        return make_strategy("bayesian", [BASES["cnn"]()], seed=8, radius=1, max_radius=1, climb_collapsed=True,
+                             climb_kinds=True, **FAST_BO)
+
+    strategy = make()
+    best, kinds = 0.5, []
+    for tid in range(16):
+        s = strategy.suggest(tid)
+        if tid:
+            kinds.append(s.ops[0].name)
+            assert s.parent == strategy.best().trial_id and len(s.ops) == 1
+        metric = best + 0.01 if tid and s.ops[0].name == "wider" else best - 0.01 * bool(tid)
+        best = max(best, metric)
+        strategy.observe(Observation(tid, s.architecture, metric))
+    assert strategy.kinds["wider"] == [kinds.count("wider"), 0]  # only widening paid, every time
+    assert sum(won + lost for won, lost in strategy.kinds.values()) == len(kinds)
+    assert kinds[-8:].count("wider") > kinds[:8].count("wider")  # it learned to widen
+    pending = strategy.suggest(16)
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert resumed.kinds == strategy.kinds
+    for x in (strategy, resumed):
+        x.observe(Observation(16, pending.architecture, best + 0.01))
+    assert resumed.kinds == strategy.kinds
+    assert resumed.suggest(17).architecture.canonical_hash() == strategy.suggest(17).architecture.canonical_hash()

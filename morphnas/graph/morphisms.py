@@ -472,10 +472,13 @@ def replay(graph: Graph, ops: Iterable[Op | dict[str, Any]], limits: Limits | No
     return graph
 
 
+RANDOM_OP_NAMES = ("deeper", "wider", "add_skip", "concat_skip")  # the kinds of morphism random_morph draws, uniformly
+
+
 def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
     """Draw one candidate op (it may still turn out impossible; the caller retries)."""
     seed = int(rng.integers(2**31 - 1))
-    name = ("deeper", "wider", "add_skip", "concat_skip")[int(rng.integers(4))]
+    name = RANDOM_OP_NAMES[int(rng.integers(len(RANDOM_OP_NAMES)))]
     not_last = [lid for lid in graph.topological_layers() if graph.layer_output[lid] != graph.output_node]
     if name == "deeper":
         lid = not_last[int(rng.integers(len(not_last)))]

@@ -14,23 +14,31 @@ fantasy for every pending trial, so trials in flight together differ) scores the
 default) and the best is suggested. The radius, in morphism steps, adapts like TuRBO's: after
 ``success_tolerance`` observations in a row that improve the best, it doubles (up to ``max_radius``); after
 ``failure_tolerance`` in a row that do not, it halves (down to 1). Far moves early while far moves pay, fine
-moves near the top. With ``restart``, a region that has collapsed to one morphism and still fails jumps back
-to ``max_radius`` (TuRBO restarts its region too): on a plateau the GP grows confident that nothing nearby
-improves and a collapsed region then stalls for good. ``local_share`` reserves that share of the pool for
-one-morphism children of the best. With ``portfolio``, each proposal is either the acquisition's pick (arm
-``model``) or a uniform pick among the best model's children in the same pool (arm ``random``: a hill-climbing
-move inside the trust region), chosen by Thompson sampling on each arm's record of improving the best (a
-portfolio of proposers, as GP-Hedge keeps one of acquisitions). Why: measured on the best model's children
-(``bench_search_quality``'s objectives, states from hill-climbing runs), EI's pick gained 2-3x a random child's
-where the kernel sees what pays (far-optimum) and about half where it cannot (skip-pattern: which skip pays
-depends on its kind and span, which the edit distance does not weigh, so EI kept picking safe moves that
-change nothing); the portfolio learns within a search which arm is paying. Off by default: over whole searches
-(tuning seeds 0-19) it lost to the default on far-optimum and stats-target at 50 evaluations (docs/benchmarks.md).
-``control="random-scores"``
-replaces the acquisition by random numbers over the same pool: the ablation that shows whether the model, not
-the pool, is what wins. ``climb_share`` makes that share of proposals a hill-climbing move (a random
-one-morphism child of the best, no model): measured off by default, as a mixture it traded far-optimum for
-stats-target without beating hill climbing on both.
+moves near the top.
+
+When the region has collapsed to one morphism (``climb_collapsed``, on by default) the strategy proposes
+hill-climbing moves, a random unseen one-morphism child of the best, until successes grow the region again; each
+climb draws its morphism's kind (deeper, wider, add or concat skip) by Thompson sampling on each kind's record of
+improving the best over every one-morphism child observed (``climb_kinds``, on by default: adaptive operator
+selection, as evolutionary algorithms do). Why, measured: among the best model's children, EI's pick gained 2-3x
+a random child's where the kernel sees what pays (far-optimum) but no more than a random one on stats-target and
+half of it on skip-pattern (which skip pays depends on its kind and span, which the edit distance barely weighs,
+so EI kept picking safe moves that change nothing) (``bench_local_choice``). A region collapses only after the
+model's picks failed at every radius, so the model keeps proposing for as long as its picks pay and hands over to
+local search where they stop paying; which kind of move pays differs between problems and is learned within the
+search. The default region is small (``radius`` 2, at most 4, halved after every miss): chains of many random
+morphisms carry parts that do not pay and that no morphism can remove. Over whole searches (held-out seeds, 1 and 4
+pending) this is ahead of the previous default (radius 4..8, tolerances 2/4, no climbs) at 50 evaluations on every
+objective, and of hill climbing at 10 and 25 (docs/benchmarks.md).
+
+Options measured and left off (docs/benchmarks.md): ``restart`` (a region collapsed to one morphism that still
+fails jumps back to ``max_radius``, as TuRBO restarts its region); ``local_share`` (that share of the pool one
+morphism from the best); ``portfolio`` (each proposal is the acquisition's pick or a uniform pick among the best
+model's children in the pool, by Thompson sampling on each arm's record of improving the best, as GP-Hedge keeps
+a portfolio of acquisitions); ``climb_share`` (that share of all proposals a hill-climbing move); ``local_fit``
+(fit the GP on only that many observations, those nearest the best in edit distance, as TuRBO fits its model
+inside the region). ``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
+the ablation that shows whether the model, not the pool, is what wins.
 
 Trials in flight together must differ, and not trivially: with four pending, the fantasies alone still let EI
 pick "wider" on the best model four times over (different layers, all close in the kernel; NNI's parallel
@@ -51,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from morphnas.graph.graph import Graph
-from morphnas.graph.morphisms import Op
+from morphnas.graph.morphisms import RANDOM_OP_NAMES, Op
 from morphnas.searcher.strategies.base import Observation, Suggestion
 from morphnas.searcher.strategies.bayesian import GPStrategy
 
@@ -64,8 +72,8 @@ class BayesianSearch(GPStrategy):
 
     ``pool_size``: candidates scored per suggestion; ``top_k``, ``p_best``: which trained models are parents;
     ``radius`` (initial), ``max_radius``, ``success_tolerance``, ``failure_tolerance``, ``min_improvement``:
-    the trust region in morphism steps (module doc); ``restart``, ``local_share``, ``portfolio``, ``climb_share``:
-    see the module doc;
+    the trust region in morphism steps (module doc); ``restart``, ``local_share``, ``portfolio``, ``climb_share``,
+    ``local_fit``, ``climb_collapsed``, ``climb_kinds``: see the module doc;
     ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
     (ablation).
     Other options (kernel, fantasy, refit...) as ``GPStrategy``.
@@ -74,10 +82,11 @@ class BayesianSearch(GPStrategy):
     name = "bayesian"
 
     def __init__(self, initial: Sequence[Graph], seed: int = 0, acquisition: str = "ei", pool_size: int = 64,
-                 top_k: int = 3, p_best: float = 0.5, radius: int = 4, max_radius: int = 8,
-                 success_tolerance: int = 2, failure_tolerance: int = 4, min_improvement: float = 1e-3,
+                 top_k: int = 3, p_best: float = 0.5, radius: int = 2, max_radius: int = 4,
+                 success_tolerance: int = 2, failure_tolerance: int = 1, min_improvement: float = 1e-3,
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
+                 local_fit: int = 0, climb_collapsed: bool = True, climb_kinds: bool = True,
                  **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
@@ -101,6 +110,11 @@ class BayesianSearch(GPStrategy):
         if not 0.0 <= climb_share <= 1.0:
             raise ValueError(f"climb_share must be in [0, 1], got {climb_share!r}")
         self.climb_share = float(climb_share)
+        if local_fit < 0:
+            raise ValueError(f"local_fit must be >= 0 (0: fit on every observation), got {local_fit!r}")
+        self.local_fit = int(local_fit)
+        self.climb_collapsed = bool(climb_collapsed)
+        self.climb_kinds = bool(climb_kinds)
         super().__init__(initial, seed, acquisition=acquisition, **options)
 
     def _reset(self) -> None:
@@ -110,12 +124,15 @@ class BayesianSearch(GPStrategy):
         self._best_seen: float | None = None
         self.arms = {arm: [0, 0] for arm in ARMS}  # the portfolio: [improved the best, did not] per arm
         self._arm_of: dict[int, str] = {}  # pending trial -> the arm that proposed it
+        self.kinds = {kind: [0, 0] for kind in RANDOM_OP_NAMES}  # one-morphism children: [improved, not] per kind
+        self._kind_of: dict[int, str] = {}  # pending one-morphism child -> its morphism's kind
 
     # ------------------------------------------------------------------ the trust region
     def on_observe(self, observation: Observation) -> None:
         """Grow the region after a run of improvements, shrink it after a run of misses."""
         super().on_observe(observation)
         arm = self._arm_of.pop(observation.trial_id, None)
+        kind = self._kind_of.pop(observation.trial_id, None)
         if not observation.ok or observation.rung > 0:  # a promotion is not this strategy's move
             return
         value = float(observation.metric)
@@ -129,12 +146,25 @@ class BayesianSearch(GPStrategy):
             self.successes, self.failures = 0, self.failures + 1
         if arm is not None:
             self.arms[arm][0 if improved else 1] += 1
+        if kind is not None:
+            self.kinds[kind][0 if improved else 1] += 1
         self._best_seen = max(self._best_seen, value)
         if self.successes >= self.success_tolerance:
             self.radius, self.successes = min(2 * self.radius, self.max_radius), 0
         elif self.failures >= self.failure_tolerance:
             collapsed = self.radius == 1 and self.restart  # the model expects nothing more nearby: jump
             self.radius, self.failures = (self.max_radius if collapsed else max(self.radius // 2, 1)), 0
+
+    def modelled(self) -> list[Observation]:
+        """With ``local_fit``, only the ``local_fit`` modelled observations nearest the best one in edit distance
+        (TuRBO's local model), by trial id; else every modelled observation."""
+        modelled = super().modelled()
+        if not self.local_fit or len(modelled) <= self.local_fit:
+            return modelled
+        best = max(modelled, key=lambda o: (o.metric, -o.trial_id))
+        d = self.cache.distances([self._index[best.trial_id]], [self._index[o.trial_id] for o in modelled])[0]
+        keep = set(np.argsort(d, kind="stable")[: self.local_fit].tolist())
+        return [o for i, o in enumerate(modelled) if i in keep]
 
     def _parents(self) -> list[Observation]:
         return self.ranked_models()[: self.top_k]
@@ -172,9 +202,12 @@ class BayesianSearch(GPStrategy):
         trained = self.trained
         if not trained:
             return None
-        if self.climb_share and self.rng.random() < self.climb_share:  # a hill-climbing move: no model needed
+        climb = self.climb_collapsed and self.radius == 1  # the model failed at every radius: climb instead
+        if climb or (self.climb_share and self.rng.random() < self.climb_share):  # a hill-climbing move, no model
             rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
-            found = self.child_of_best(rng, 1, reason="climb: a random one-morphism child of the best")
+            why = "climb: a random one-morphism child of the best" + (" (region collapsed)" if climb else "")
+            found = self._kind_climb(rng, why) if self.climb_kinds else None
+            found = found or self.child_of_best(rng, 1, reason=why)
             if found is not None:
                 return found
         rng, gp, best, info = self.begin_proposal()
@@ -203,6 +236,19 @@ class BayesianSearch(GPStrategy):
                                 ops=len(ops), arm=arm)
         return Suggestion(graph, parent.trial_id, ops, self.inherit_weights, info)
 
+    def _kind_climb(self, rng: np.random.Generator, why: str) -> Suggestion | None:
+        """A random unseen one-morphism child of the best whose morphism is of a kind drawn by Thompson sampling on
+        each kind's record of improving the best (``climb_kinds``), or None when none of that kind was found."""
+        draws = {kind: rng.beta(1 + won, 1 + lost) for kind, (won, lost) in self.kinds.items()}
+        kind = max(RANDOM_OP_NAMES, key=lambda k: draws[k])
+        best = self.ranked_models()[0]
+        for _ in range(64):
+            chain = self.morph_chain(best.architecture, 1, rng)
+            if chain is not None and chain[1][0].name == kind and not self.is_seen(chain[0]):
+                return Suggestion(chain[0], best.trial_id, chain[1], self.inherit_weights,
+                                  {"strategy": self.name, "reason": f"{why}, kind {kind}"})
+        return None
+
     def _choose_arm(self, rng: np.random.Generator) -> str:
         """``model`` (the acquisition's pick) or, with ``portfolio``, ``random`` (a uniform child of the best):
         Thompson sampling on each arm's record of improving the best (module doc)."""
@@ -217,10 +263,13 @@ class BayesianSearch(GPStrategy):
         arm = suggestion.info.get("arm")
         if arm in ARMS:
             self._arm_of[trial_id] = arm
+        if len(suggestion.ops) == 1 and suggestion.ops[0].name in self.kinds:
+            self._kind_of[trial_id] = suggestion.ops[0].name
 
     def on_cancel(self, trial_id: int, suggestion: Suggestion) -> None:
         super().on_cancel(trial_id, suggestion)
         self._arm_of.pop(trial_id, None)
+        self._kind_of.pop(trial_id, None)
 
     @staticmethod
     def move(parent: int | None, ops: Sequence[Op]) -> tuple[int | None, tuple[str, ...]]:
@@ -235,7 +284,8 @@ class BayesianSearch(GPStrategy):
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "radius": self.radius, "successes": self.successes,
-                "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms}
+                "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
+                "kinds": self.kinds}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         super().load_extra_state(extra)
@@ -243,3 +293,4 @@ class BayesianSearch(GPStrategy):
         self.successes, self.failures = int(extra.get("successes", 0)), int(extra.get("failures", 0))
         self._best_seen = extra.get("best_seen")
         self.arms = {arm: [int(v) for v in extra.get("arms", {}).get(arm, [0, 0])] for arm in ARMS}
+        self.kinds = {kind: [int(v) for v in extra.get("kinds", {}).get(kind, [0, 0])] for kind in RANDOM_OP_NAMES}
