@@ -94,7 +94,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
     p.add_argument("--strategy", help="bayesian (default), bo-scratch, random, random-walk, hill-climbing, "
                                       "evolution, bfs")
-    p.add_argument("--kernel", help="GP kernel of the bayesian strategies: bourgain (default), exp-distance, wl")
+    p.add_argument("--kernel", help="GP kernel of the bayesian strategies: bourgain (default), exp-distance, wl, "
+                                    "descriptors, additive")
     p.add_argument("--acquisition", help="acquisition of the bayesian strategies: ucb (default), ei, pi, thompson")
     p.add_argument("--generator", help="initial architecture: cnn (default), resnet, densenet, mlp")
     p.add_argument("--generator-args", type=parse_key_values, action=_MergeKeyValues, metavar="KEY=VALUE,...",

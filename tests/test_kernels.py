@@ -9,8 +9,10 @@ import pytest
 import torch
 from searcher_helpers import random_architectures
 
+from morphnas.graph.descriptors import DESCRIPTOR_NAMES, architecture_descriptors
 from morphnas.searcher import KERNELS, ArchitectureCache, ArchitectureKernel, make_kernel, register_kernel
-from morphnas.searcher.kernels import BourgainKernel
+from morphnas.searcher.gp import ArchitectureGP
+from morphnas.searcher.kernels import AdditiveKernel, BourgainKernel
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def _gram(kernel, idx):
         return kernel.forward(x, x).numpy()
 
 
-@pytest.mark.parametrize("name", ["bourgain", "exp-distance", "wl"])
+@pytest.mark.parametrize("name", ["bourgain", "exp-distance", "wl", "descriptors", "additive"])
 def test_kernel_matrices_are_psd(population, name):
     cache, idx = population
     kernel = make_kernel(name, cache).double()
@@ -87,7 +89,7 @@ def test_anchor_choice_ignores_cache_numbering(population):
 
 def test_unknown_kernel_lists_valid_names(population):
     cache, _ = population
-    with pytest.raises(ValueError, match="bourgain, exp-distance, wl"):
+    with pytest.raises(ValueError, match="additive, bourgain, descriptors, exp-distance, wl"):
         make_kernel("rbf", cache)
 
 
@@ -107,3 +109,35 @@ def test_register_kernel_in_one_call(population):
             register_kernel("flat-test", Flat)
     finally:
         KERNELS.unregister("flat-test")
+
+
+def test_descriptor_ard_keeps_the_descriptor_that_explains_the_data(population):
+    """Targets that depend on log2 parameters alone: the fitted lengthscale of that descriptor is the shortest
+    (the marginal likelihood switches the others off), and the additive mix leans on the descriptor view."""
+    cache, idx = population
+    x = np.stack([architecture_descriptors(cache.graph(int(i))) for i in idx])
+    y = np.sin(x[:, 0])  # a non-monotone function of log2 parameters only
+    gp = ArchitectureGP(cache, "descriptors").fit(idx[:70], y[:70])
+    ls = gp.kernel.lengthscale.detach().reshape(-1).numpy()
+    assert int(np.argmin(ls)) == DESCRIPTOR_NAMES.index("log2 params")
+    pred, _ = gp.predict(idx[70:])
+    assert np.corrcoef(pred, y[70:])[0, 1] > 0.9
+    mix = ArchitectureGP(cache, "additive").fit(idx[:70], y[:70])
+    assert isinstance(mix.kernel, AdditiveKernel) and mix.kernel.weight < 0.5  # w is the edit distance's share
+
+
+def test_additive_fits_start_from_the_same_point(population):
+    """Every fit starts from w = 1/2 and each part's initial lengthscale: a fit is a function of the data."""
+    cache, idx = population
+    y = np.linspace(0.0, 1.0, 40)
+    gp = ArchitectureGP(cache, "additive", {"seed": 1})
+    first = gp.fit(idx[:40], y).hyperparameters, gp.kernel.weight
+    gp.fit(idx[40:80], y[::-1])
+    again = gp.fit(idx[:40], y).hyperparameters, gp.kernel.weight
+    assert first == again
+
+
+def test_additive_rejects_a_bad_pair(population):
+    cache, _ = population
+    with pytest.raises(ValueError, match="two registered kernels"):
+        make_kernel("additive", cache, kernels=["bourgain"])

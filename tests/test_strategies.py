@@ -134,7 +134,7 @@ def test_errors_name_the_valid_choices():
         make_strategy("greedy", [BASES["cnn"]()])
     with pytest.raises(ValueError, match="valid names: ei, pi, thompson, ucb"):
         make_strategy("bayesian", [BASES["cnn"]()], acquisition="lcb")
-    with pytest.raises(ValueError, match="valid names: bourgain, exp-distance, wl"):
+    with pytest.raises(ValueError, match="valid names: additive, bourgain, descriptors, exp-distance, wl"):
         make_strategy("bayesian", [BASES["cnn"]()], kernel="matern")
     with pytest.raises(ValueError, match="believer"):
         make_strategy("bayesian", [BASES["cnn"]()], fantasy="optimist")

@@ -20,7 +20,7 @@ from typing import Any
 import gpytorch
 import numpy as np
 import torch
-from gpytorch.constraints import GreaterThan, Interval
+from gpytorch.constraints import GreaterThan
 from linear_operator.utils.errors import NotPSDError
 
 from morphnas.searcher.cache import ArchitectureCache
@@ -114,9 +114,7 @@ class ArchitectureGP:
             self.kernel = kernel
         else:
             self.kernel = make_kernel(kernel, cache, **(kernel_options or {}))
-        if self.kernel.has_lengthscale:
-            # in units of the kernel's own data scale (e.g. the median distance): sane bounds for any metric
-            self.kernel.register_constraint("raw_lengthscale", Interval(0.02, 50.0))
+        self.kernel.constrain()
         self.noise = noise
         self.min_noise = float(min_noise)
         self.fit_steps = int(fit_steps)
@@ -201,8 +199,7 @@ class ArchitectureGP:
         model = _IndexGP(xt, yt, likelihood, self.kernel).double()
         model.mean_module.constant.data.zero_()
         model.covar_module.outputscale = 1.0
-        if self.kernel.has_lengthscale:
-            self.kernel.lengthscale = self.kernel.initial_lengthscale()
+        self.kernel.reset()
         return model
 
     def _optimize(self) -> None:
@@ -248,7 +245,9 @@ class ArchitectureGP:
             scale = float(model.covar_module.outputscale)
             noise = float(model.likelihood.noise)
             const = float(model.mean_module.constant)
-            ls = float(self.kernel.lengthscale) if self.kernel.has_lengthscale else float("nan")
+            # one lengthscale, or the geometric mean of an ARD kernel's
+            ls = (float(self.kernel.lengthscale.log().mean().exp()) if self.kernel.has_lengthscale
+                  else float("nan"))
         return scale, noise, const, ls
 
     def _factorise(self) -> None:

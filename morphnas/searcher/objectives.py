@@ -23,10 +23,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from morphnas.graph import Graph, generators
+from morphnas.graph.descriptors import skip_spans
 from morphnas.graph.morphisms import random_morph
 from morphnas.searcher.registry import Registry
 
@@ -119,36 +119,6 @@ class FarOptimum(Objective):
 
 
 # ---------------------------------------------------------------------------------------------- skip-pattern
-def skip_spans(g: Graph) -> list[tuple[str, int]]:
-    """Every extra input of a merge layer as (kind, convolutions it bypasses): the most conv layers on any path
-    from where the skip leaves to the merge, through the main graph (not the skip's own branch)."""
-    conv_edges = {(u, v) for u, v, d in g.nx.edges(data=True) if g.layers[d["layer"]].kind == "conv2d"}
-    out = []
-    for lid, layer in g.layers.items():
-        if not getattr(layer, "merge", False):
-            continue
-        inputs = [u for u, _, d in g.nx.edges(data=True) if d["layer"] == lid]
-        if len(inputs) < 2:
-            continue
-        main, extras = inputs[0], inputs[1:]
-        for extra in extras:
-            # where the skip leaves: the closest ancestor of the extra input that is also an ancestor of `main`
-            branch = nx.ancestors(g.nx, extra) | {extra}
-            shared = [n for n in branch if n in nx.ancestors(g.nx, main) | {main}]
-            source = max(shared, key=lambda n: len(nx.ancestors(g.nx, n))) if shared else None
-            if source is None:
-                out.append((layer.kind, 0))
-                continue
-            sub = g.nx.subgraph(nx.descendants(g.nx, source) & (nx.ancestors(g.nx, main) | {main}) | {source})
-            best: dict[int, int] = {source: 0}
-            for node in nx.topological_sort(sub):
-                for succ in sub.successors(node):
-                    if node in best:
-                        best[succ] = max(best.get(succ, 0), best[node] + ((node, succ) in conv_edges))
-            out.append((layer.kind, best.get(main, 0)))
-    return out
-
-
 class SkipPattern(Objective):
     """Only skips of one kind spanning a band of convolutions pay (up to 3 of them); other skips cost a little."""
 

@@ -1,7 +1,8 @@
 """Kernels over architectures for the searcher's GP, selectable by name; ``register_kernel`` adds one.
 
 Built in: ``bourgain`` (default, the paper's kernel made PSD by a seeded Bourgain embedding),
-``exp-distance`` (``exp(−d/ℓ)`` with a PSD projection) and ``wl`` (Weisfeiler–Lehman subtree kernel).
+``exp-distance`` (``exp(−d/ℓ)`` with a PSD projection), ``wl`` (Weisfeiler–Lehman subtree kernel),
+``descriptors`` (ARD RBF on parameters, MACs, depth, skips, widths) and ``additive`` (a learned mix of two).
 A factory is called as ``factory(cache, **options)`` and returns an ``ArchitectureKernel``.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from morphnas.searcher.cache import ArchitectureCache
 from morphnas.searcher.kernels.base import ArchitectureKernel, as_indices
 from morphnas.searcher.kernels.bourgain import BourgainKernel, bourgain_anchors
+from morphnas.searcher.kernels.descriptors import AdditiveKernel, DescriptorKernel
 from morphnas.searcher.kernels.exp_distance import ExpDistanceKernel
 from morphnas.searcher.kernels.wl import WLKernel, wl_features
 from morphnas.searcher.registry import Registry
@@ -21,6 +23,8 @@ KERNELS: Registry[ArchitectureKernel] = Registry("kernel")
 KERNELS.register("bourgain", BourgainKernel)
 KERNELS.register("exp-distance", ExpDistanceKernel)
 KERNELS.register("wl", WLKernel)
+KERNELS.register("descriptors", DescriptorKernel)
+KERNELS.register("additive", AdditiveKernel)
 
 
 def register_kernel(name: str, factory: Callable[..., ArchitectureKernel], *, overwrite: bool = False) -> None:
@@ -38,8 +42,10 @@ def make_kernel(name: str, cache: ArchitectureCache, **options: Any) -> Architec
 
 __all__ = [
     "KERNELS",
+    "AdditiveKernel",
     "ArchitectureKernel",
     "BourgainKernel",
+    "DescriptorKernel",
     "ExpDistanceKernel",
     "WLKernel",
     "as_indices",

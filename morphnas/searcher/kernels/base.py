@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from gpytorch.constraints import Interval
 from gpytorch.kernels import Kernel
 
 from morphnas.searcher.cache import ArchitectureCache
@@ -42,6 +43,17 @@ class ArchitectureKernel(Kernel):
     def initial_lengthscale(self) -> float:
         """Starting value of the lengthscale for a fit (kernels without one ignore it)."""
         return 1.0
+
+    def constrain(self) -> None:
+        """Bound the lengthscale to [0.02, 50] in units of the kernel's own data scale (e.g. the median
+        distance): sane bounds for any metric. The GP calls this once; composite kernels recurse."""
+        if self.has_lengthscale:
+            self.register_constraint("raw_lengthscale", Interval(0.02, 50.0))
+
+    def reset(self) -> None:
+        """Back to the starting hyperparameters, so that every fit starts from the same point."""
+        if self.has_lengthscale:
+            self.lengthscale = self.initial_lengthscale()
 
     def _ls(self) -> torch.Tensor:
         return self.lengthscale.reshape(()).to(torch.float64)

@@ -1,0 +1,71 @@
+"""Architecture descriptors: a few order-free numbers that say what a network is (its size, cost, depth, skips).
+
+The edit distance compares layer sequences and skip endpoints; it barely weighs what a skip spans or how much a
+widening costs, and two networks one morphism apart can differ by a factor of four in parameters. These numbers
+are the other view: what NAS performance predictors regress on (parameters, FLOPs, depth, skips) and what a
+researcher reads first. ``architecture_descriptors`` is the vector the ``descriptors`` kernel compares;
+``skip_spans`` says, for every skip, its kind and how many convolutions it bypasses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+import numpy as np
+
+from morphnas.graph.graph import Graph
+
+DESCRIPTOR_NAMES = ("log2 params", "log2 macs", "depth", "layers with units", "add skips", "concat skips",
+                    "log2 widest layer", "mean log2 conv width", "mean skip span")
+
+
+def skip_spans(g: Graph) -> list[tuple[str, int]]:
+    """Every extra input of a merge layer as (kind, convolutions it bypasses): the most conv layers on any path
+    from where the skip leaves to the merge, through the main graph (not the skip's own branch)."""
+    conv_edges = {(u, v) for u, v, d in g.nx.edges(data=True) if g.layers[d["layer"]].kind == "conv2d"}
+    out = []
+    for lid, layer in g.layers.items():
+        if not getattr(layer, "merge", False):
+            continue
+        inputs = [u for u, _, d in g.nx.edges(data=True) if d["layer"] == lid]
+        if len(inputs) < 2:
+            continue
+        main, extras = inputs[0], inputs[1:]
+        for extra in extras:
+            # where the skip leaves: the closest ancestor of the extra input that is also an ancestor of `main`
+            branch = nx.ancestors(g.nx, extra) | {extra}
+            shared = [n for n in branch if n in nx.ancestors(g.nx, main) | {main}]
+            source = max(shared, key=lambda n: len(nx.ancestors(g.nx, n))) if shared else None
+            if source is None:
+                out.append((layer.kind, 0))
+                continue
+            sub = g.nx.subgraph(nx.descendants(g.nx, source) & (nx.ancestors(g.nx, main) | {main}) | {source})
+            best: dict[int, int] = {source: 0}
+            for node in nx.topological_sort(sub):
+                for succ in sub.successors(node):
+                    if node in best:
+                        best[succ] = max(best.get(succ, 0), best[node] + ((node, succ) in conv_edges))
+            out.append((layer.kind, best.get(main, 0)))
+    return out
+
+
+def architecture_descriptors(g: Graph) -> np.ndarray:
+    """The numbers named by ``DESCRIPTOR_NAMES`` for ``g``, as float64.
+
+    MACs come from ``Graph.known_macs``; a plugin layer that cannot state its cost leaves the parameter count in
+    their place (the two move together), so every architecture has a full vector. The mean span is 0 without skips.
+    """
+    kinds = [layer.kind for layer in g.layers.values()]
+    log_params = math.log2(max(1, g.n_params()))
+    macs = g.known_macs()
+    conv_widths = [g.shape(g.layer_output[lid])[0] for lid, layer in g.layers.items() if layer.kind == "conv2d"]
+    spans = [span for _, span in skip_spans(g)]
+    return np.array([log_params, math.log2(max(1, macs)) if macs is not None else log_params, g.depth(),
+                     sum(1 for layer in g.layers.values() if layer.has_units), kinds.count("add"),
+                     kinds.count("concat"), math.log2(max(1, g.max_width())),
+                     float(np.mean(np.log2(conv_widths))) if conv_widths else 0.0,
+                     float(np.mean(spans)) if spans else 0.0], dtype=np.float64)
+
+
+__all__ = ["DESCRIPTOR_NAMES", "architecture_descriptors", "skip_spans"]
