@@ -109,9 +109,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=int, help="epochs per trial (early stopping may stop sooner); with "
                                                   "--fidelity asha, the top rung's")
     p.add_argument("--fidelity", choices=("single", "asha"),
-                   help="single (default): every trial trains --max-epochs; asha: new architectures train "
-                        "--min-epochs first and the best 1/--eta of each rung are promoted (trained further from "
-                        "their own weights) to eta times the epochs, up to --max-epochs")
+                   help="asha (default): new architectures train --min-epochs first and the best 1/--eta of each "
+                        "rung are promoted (trained further from their own weights) to eta times the epochs, up "
+                        "to --max-epochs; single: every trial trains --max-epochs")
     p.add_argument("--min-epochs", type=int, help="--fidelity asha: epochs of the first rung (default 1)")
     p.add_argument("--eta", type=int, help="--fidelity asha: reduction factor between rungs (default 3)")
     p.add_argument("--batch-size", type=int)

@@ -175,10 +175,12 @@ BUDGET = 18.0
 
 @pytest.fixture(scope="module")
 def budgeted(tmp_path_factory):
-    """A search whose first trial cannot finish (100 epochs, no early stopping) within an 18 s job budget."""
+    """A search whose first trial cannot finish (100 epochs, no early stopping) within an 18 s job budget
+    (single fidelity: ASHA's first rung would train it one epoch)."""
     out = tmp_path_factory.mktemp("budget") / "run"
     start = time.time()
-    run = morphnas.search(out=str(out), time_budget=BUDGET, max_epochs=100, patience=None, **TINY)
+    run = morphnas.search(out=str(out), time_budget=BUDGET, max_epochs=100, patience=None, fidelity="single",
+                          **TINY)
     return run, time.time() - start
 
 

@@ -129,6 +129,7 @@ def stored_config(run: RunDir) -> SearchConfig:
     """The SearchConfig recorded in a run directory, with its plugins imported (a plugin may be needed to build
     anything the run names); RunDirError when the stored config is unusable or a plugin is missing."""
     stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
+    stored.setdefault("fidelity", "single")  # written before multi-fidelity existed: it ran single-fidelity
     try:
         config = SearchConfig.from_dict(stored)
     except (TypeError, ValueError) as exc:

@@ -86,8 +86,8 @@ class BayesianSearch(GPStrategy):
                  success_tolerance: int = 2, failure_tolerance: int = 1, min_improvement: float = 1e-3,
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
-                 local_fit: int = 0, climb_collapsed: bool = True, climb_kinds: bool = True,
-                 **options: Any) -> None:
+                 local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
+                 kernel: str = "additive", **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -115,7 +115,7 @@ class BayesianSearch(GPStrategy):
         self.local_fit = int(local_fit)
         self.climb_collapsed = bool(climb_collapsed)
         self.climb_kinds = bool(climb_kinds)
-        super().__init__(initial, seed, acquisition=acquisition, **options)
+        super().__init__(initial, seed, acquisition=acquisition, kernel=kernel, **options)
 
     def _reset(self) -> None:
         super()._reset()
