@@ -16,20 +16,21 @@ default) and the best is suggested. The radius, in morphism steps, adapts like T
 ``failure_tolerance`` in a row that do not, it halves (down to 1). Far moves early while far moves pay, fine
 moves near the top.
 
-When the region has collapsed to one morphism (``climb_collapsed``, on by default) the strategy proposes
-hill-climbing moves, a random unseen one-morphism child of the best, until successes grow the region again; each
-climb draws its morphism's kind (deeper, wider, add or concat skip) by Thompson sampling on each kind's record of
-improving the best over every one-morphism child observed (``climb_kinds``, on by default: adaptive operator
-selection, as evolutionary algorithms do). Why, measured: among the best model's children, EI's pick gained 2-3x
-a random child's where the kernel sees what pays (far-optimum) but no more than a random one on stats-target and
-half of it on skip-pattern (which skip pays depends on its kind and span, which the edit distance barely weighs,
-so EI kept picking safe moves that change nothing) (``bench_local_choice``). A region collapses only after the
-model's picks failed at every radius, so the model keeps proposing for as long as its picks pay and hands over to
-local search where they stop paying; which kind of move pays differs between problems and is learned within the
-search. The default region is small (``radius`` 2, at most 4, halved after every miss): chains of many random
-morphisms carry parts that do not pay and that no morphism can remove. Over whole searches (held-out seeds, 1 and 4
-pending) this is ahead of the previous default (radius 4..8, tolerances 2/4, no climbs) at 50 evaluations on every
-objective, and of hill climbing at 10 and 25 (docs/benchmarks.md).
+The GP's kernel is ``additive`` by default: a learned mix of the edit distance's ``bourgain`` kernel and an ARD
+RBF on architecture descriptors (parameters, MACs, depth, skips of each kind, widths, skip spans;
+``kernels/descriptors.py``). Why, measured: with the edit-distance kernel alone, EI's pick among the best model's
+children was no better than a random child's on stats-target and worse on skip-pattern (which skip pays depends
+on its kind and span, which the edit distance barely weighs) (``bench_local_choice``), and replacing the
+acquisition by random scores over the same pool did not lose (issue 11's first ablation). With the descriptors
+beside it the model ranks the pool (the ablation against that control: docs/benchmarks.md).
+
+When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
+kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
+successes grow the region again; each climb draws its morphism's kind (deeper, wider, add or concat skip) by
+Thompson sampling on each kind's record of improving the best over every one-morphism child observed
+(``climb_kinds``: adaptive operator selection, as evolutionary algorithms do). The default region is small
+(``radius`` 2, at most 4, halved after every miss): chains of many random morphisms carry parts that do not pay
+and that no morphism can remove.
 
 Options measured and left off (docs/benchmarks.md): ``restart`` (a region collapsed to one morphism that still
 fails jumps back to ``max_radius``, as TuRBO restarts its region); ``local_share`` (that share of the pool one
@@ -75,8 +76,8 @@ class BayesianSearch(GPStrategy):
     the trust region in morphism steps (module doc); ``restart``, ``local_share``, ``portfolio``, ``climb_share``,
     ``local_fit``, ``climb_collapsed``, ``climb_kinds``: see the module doc;
     ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
-    (ablation).
-    Other options (kernel, fantasy, refit...) as ``GPStrategy``.
+    (ablation); ``kernel``: ``"additive"`` (edit distance + descriptors; ``"bourgain"`` is the paper's).
+    Other options (fantasy, refit...) as ``GPStrategy``.
     """
 
     name = "bayesian"
