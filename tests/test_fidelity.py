@@ -60,7 +60,9 @@ def test_rungs_follow_eta_up_to_max_epochs_and_bad_settings_are_one_line_errors(
     assert Rungs(1, 3, 15).epochs == (1, 3, 15)
     assert Rungs(2, 2, 9).epochs == (2, 4, 9)  # 8 is within sqrt(2) of 9: no rung of one more epoch
     assert Rungs(1, 3, 3).top == 1
-    assert Rungs.from_config(SearchConfig()) is None  # single fidelity by default
+    assert Rungs.from_config(SearchConfig()).epochs == (1, 3)  # ASHA by default: rungs of 1 and 3 epochs
+    assert SearchConfig(max_epochs=1).fidelity == "single"  # one rung: single fidelity, not an error
+    assert Rungs.from_config(SearchConfig(fidelity="single")) is None
     assert Rungs.from_config(SearchConfig(fidelity="asha", max_epochs=9)).epochs == (1, 3, 9)
     for options, message in [({"fidelity": "fast"}, "unknown fidelity 'fast'"),
                              ({"fidelity": "asha", "max_epochs": 1}, "1 <= min_epochs < max_epochs"),

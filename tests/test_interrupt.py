@@ -24,6 +24,7 @@ CONFIG = """
 dataset = "demo"
 max_trials = 2
 max_epochs = 3
+fidelity = "single"  # three epochs a trial: ASHA's first rung (one) could end before the second Ctrl-C
 patience = 100
 batch_size = 64
 seed = 4

@@ -141,3 +141,15 @@ def test_additive_rejects_a_bad_pair(population):
     cache, _ = population
     with pytest.raises(ValueError, match="two registered kernels"):
         make_kernel("additive", cache, kernels=["bourgain"])
+
+
+def test_descriptors_do_not_depend_on_how_a_graph_was_built(population):
+    """A saved and loaded architecture has the same descriptors (skip spans included) as the one in memory:
+    networkx's edge order differs after a round trip, and a resumed search must model the same numbers."""
+    from morphnas.graph.graph import Graph
+
+    cache, idx = population
+    for i in idx[:60]:
+        g = cache.graph(int(i))
+        loaded = Graph.from_dict(g.to_dict())
+        np.testing.assert_array_equal(architecture_descriptors(g), architecture_descriptors(loaded))

@@ -22,14 +22,15 @@ DESCRIPTOR_NAMES = ("log2 params", "log2 macs", "depth", "layers with units", "a
 
 def skip_spans(g: Graph) -> list[tuple[str, int]]:
     """Every extra input of a merge layer as (kind, convolutions it bypasses): the most conv layers on any path
-    from where the skip leaves to the merge, through the main graph (not the skip's own branch)."""
+    from where the skip leaves to the merge, through the main graph (not the skip's own branch). The main input is
+    the merge's first declared input, so the spans of an architecture are the same however it was built or loaded."""
     conv_edges = {(u, v) for u, v, d in g.nx.edges(data=True) if g.layers[d["layer"]].kind == "conv2d"}
     out = []
     for lid, layer in g.layers.items():
         if not getattr(layer, "merge", False):
             continue
-        inputs = [u for u, _, d in g.nx.edges(data=True) if d["layer"] == lid]
-        if len(inputs) < 2:
+        inputs = list(g.layer_inputs[lid])  # declared order: networkx's edge order depends on how the graph was
+        if len(inputs) < 2:                 # built, and differs after a save and load (then resume saw other spans)
             continue
         main, extras = inputs[0], inputs[1:]
         for extra in extras:
