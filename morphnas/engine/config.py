@@ -8,7 +8,8 @@ share, ``final_time`` overrides it, 0 turns the final step off).
 Multi-fidelity: ``fidelity = "asha"`` (the default wherever ``max_epochs > min_epochs``, i.e. there are two
 rungs; with ``max_epochs = 1`` the default is single fidelity, not an error) trains new architectures
 ``min_epochs`` first and promotes the best ``1/eta`` of each rung to ``eta`` times the epochs, up to
-``max_epochs`` (``engine/fidelity.py``); ``"single"`` trains every trial ``max_epochs``. A run directory written
+``max_epochs`` (``engine/fidelity.py``); ``"single"`` trains every trial ``max_epochs`` (and is the default for
+a synthetic ``objective``, which has no epochs). A run directory written
 before multi-fidelity existed has no ``fidelity`` in its config and resumes single-fidelity. Why asha by
 default, measured: at an equal 10-minute whole-job budget on a 10,000-image Fashion-MNIST subset it tested higher
 than single fidelity on each of 3 seeds (mean 89.47 % vs 88.86 %, 1.8x the trials; docs/benchmarks.md).
@@ -126,8 +127,8 @@ class SearchConfig:
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
         if isinstance(self.fidelity, _Unset):  # asha needs two rungs; with one, every trial is single-fidelity
-            multi = self.mode == "search" and isinstance(self.max_epochs, int) and isinstance(self.min_epochs, int) \
-                and self.max_epochs > self.min_epochs >= 1
+            multi = self.mode == "search" and self.objective is None and isinstance(self.max_epochs, int) \
+                and isinstance(self.min_epochs, int) and self.max_epochs > self.min_epochs >= 1  # objectives: no epochs
             self.fidelity = "asha" if multi else "single"
         if self.fidelity not in FIDELITIES:
             raise ValueError(f"unknown fidelity {self.fidelity!r}; expected one of {FIDELITIES}")
