@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -38,6 +39,14 @@ class Registry(Generic[T]):
             return self._items[name]
         except (KeyError, TypeError):
             raise ValueError(f"unknown {self.what} {name!r}; valid names: {', '.join(self.names())}") from None
+
+    def accepts(self, name: str, parameter: str) -> bool:
+        """Whether the factory registered as ``name`` names a parameter ``parameter`` (not merely ``**kwargs``,
+        which GPyTorch's kernels pass on and silently drop): how a composite passes on only what a part takes."""
+        try:
+            return parameter in inspect.signature(self.get(name)).parameters
+        except (TypeError, ValueError):  # a builtin or C factory without a signature
+            return False
 
     def create(self, name: str, *args: object, **kwargs: object) -> T:
         """Call the factory registered as ``name`` with the given arguments."""

@@ -13,7 +13,6 @@ view explains them.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 
@@ -35,6 +34,7 @@ class DescriptorKernel(ArchitectureKernel):
         self.ard = bool(ard)
         self._center = np.zeros(len(DESCRIPTOR_NAMES))
         self._spread = np.ones(len(DESCRIPTOR_NAMES))
+        self._train_z: torch.Tensor | None = None
 
     def descriptors(self, indices: np.ndarray) -> np.ndarray:
         """Raw descriptor vectors of architectures ``indices``, shape (n, len(DESCRIPTOR_NAMES))."""
@@ -47,6 +47,14 @@ class DescriptorKernel(ArchitectureKernel):
         self._center = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
         spread = x.std(axis=0) if len(x) > 1 else np.ones(x.shape[1])
         self._spread = np.where(spread > 1e-9, spread, 1.0)  # a descriptor constant so far: compared in its units
+        self._train_z = torch.from_numpy((x - self._center) / self._spread)
+
+    def standardised(self, indices: np.ndarray) -> torch.Tensor:
+        """Descriptors of ``indices`` in the training set's standard units; the training set's own rows are kept
+        from ``prepare``, since every step of the hyperparameter fit asks for them again."""
+        if self._train_z is not None and np.array_equal(indices, self.train_indices):
+            return self._train_z
+        return torch.from_numpy((self.descriptors(indices) - self._center) / self._spread)
 
     def initial_lengthscale(self) -> float:
         """√(number of descriptors) in standardised units: a typical pair of training points correlates ~0.4."""
@@ -58,8 +66,8 @@ class DescriptorKernel(ArchitectureKernel):
         if diag:
             return torch.ones(len(i1), dtype=torch.float64) + 0 * ls.sum()
         same = x1 is x2 or torch.equal(x1, x2)
-        z1 = torch.from_numpy((self.descriptors(i1) - self._center) / self._spread) / ls
-        z2 = z1 if same else torch.from_numpy((self.descriptors(as_indices(x2)) - self._center) / self._spread) / ls
+        z1 = self.standardised(i1) / ls
+        z2 = z1 if same else self.standardised(as_indices(x2)) / ls
         sq = (z1.pow(2).sum(-1, keepdim=True) + z2.pow(2).sum(-1)[None, :] - 2 * z1 @ z2.T).clamp_min(0)
         return torch.exp(-0.5 * sq)
 
@@ -79,7 +87,7 @@ class AdditiveKernel(ArchitectureKernel):
             raise ValueError(f"additive mixes two registered kernels other than itself, got {names!r}")
         parts = []
         for name in names:
-            options = {"seed": seed} if "seed" in inspect.signature(KERNELS.get(name)).parameters else {}
+            options = {"seed": seed} if KERNELS.accepts(name, "seed") else {}
             parts.append(make_kernel(name, cache, **options))
         self.kernels = torch.nn.ModuleList(parts)
         self.names = names

@@ -39,7 +39,6 @@ the suggestion's ``info`` says so.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -56,15 +55,6 @@ from morphnas.searcher.strategies.base import Observation, Strategy, Suggestion
 
 FANTASIES = ("believer", "liar-min", "liar-mean", "liar-max")
 REFITS = ("doubling", "cold", "warm")
-
-
-def _accepts(factory: Any, name: str) -> bool:
-    """Whether ``factory`` names a parameter ``name`` (not merely ``**kwargs``, which GPyTorch's kernels pass on
-    and silently drop)."""
-    try:
-        return name in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class GPStrategy(Strategy):
@@ -91,7 +81,7 @@ class GPStrategy(Strategy):
         from morphnas.searcher.kernels import KERNELS
 
         self.kernel_options = dict(kernel_options or {})
-        if "seed" not in self.kernel_options and _accepts(KERNELS.get(kernel), "seed"):
+        if "seed" not in self.kernel_options and KERNELS.accepts(kernel, "seed"):
             self.kernel_options["seed"] = seed  # every kernel that draws randomness is seeded by the search
         self.acquisition = make_acquisition(acquisition, **(acquisition_options or {}))
         self.lam = float(lam)
