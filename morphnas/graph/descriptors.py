@@ -5,6 +5,11 @@ widening costs, and two networks one morphism apart can differ by a factor of fo
 are the other view: what NAS performance predictors regress on (parameters, FLOPs, depth, skips) and what a
 researcher reads first. ``architecture_descriptors`` is the vector the ``descriptors`` kernel compares;
 ``skip_spans`` says, for every skip, its kind and how many convolutions it bypasses.
+
+The spans are summarised per kind (the mean span of the add skips, and of the concat skips), not as one mean over
+all skips: an add skip over one convolution and a concat skip over three are different networks that one mean
+would call the same, and on the tuning seeds the per-kind means were what let the model tell the skip that pays
+from the ones that cost (docs/benchmarks.md, issue 11's fourth round).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from morphnas.graph.graph import Graph
 
 DESCRIPTOR_NAMES = ("log2 params", "log2 macs", "depth", "layers with units", "add skips", "concat skips",
-                    "log2 widest layer", "mean log2 conv width", "mean skip span")
+                    "log2 widest layer", "mean log2 conv width", "mean add span", "mean concat span")
 
 
 def skip_spans(g: Graph) -> list[tuple[str, int]]:
@@ -55,18 +60,20 @@ def architecture_descriptors(g: Graph) -> np.ndarray:
     """The numbers named by ``DESCRIPTOR_NAMES`` for ``g``, as float64.
 
     MACs come from ``Graph.known_macs``; a plugin layer that cannot state its cost leaves the parameter count in
-    their place (the two move together), so every architecture has a full vector. The mean span is 0 without skips.
+    their place (the two move together), so every architecture has a full vector. A kind's mean span is 0 without
+    skips of that kind.
     """
     kinds = [layer.kind for layer in g.layers.values()]
     log_params = math.log2(max(1, g.n_params()))
     macs = g.known_macs()
     conv_widths = [g.shape(g.layer_output[lid])[0] for lid, layer in g.layers.items() if layer.kind == "conv2d"]
-    spans = [span for _, span in skip_spans(g)]
+    spans = skip_spans(g)
+    mean_span = [float(np.mean([s for k, s in spans if k == kind] or [0.0])) for kind in ("add", "concat")]
     return np.array([log_params, math.log2(max(1, macs)) if macs is not None else log_params, g.depth(),
                      sum(1 for layer in g.layers.values() if layer.has_units), kinds.count("add"),
                      kinds.count("concat"), math.log2(max(1, g.max_width())),
-                     float(np.mean(np.log2(conv_widths))) if conv_widths else 0.0,
-                     float(np.mean(spans)) if spans else 0.0], dtype=np.float64)
+                     float(np.mean(np.log2(conv_widths))) if conv_widths else 0.0, *mean_span],
+                    dtype=np.float64)
 
 
 __all__ = ["DESCRIPTOR_NAMES", "architecture_descriptors", "skip_spans"]
