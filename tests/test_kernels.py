@@ -153,3 +153,23 @@ def test_descriptors_do_not_depend_on_how_a_graph_was_built(population):
         g = cache.graph(int(i))
         loaded = Graph.from_dict(g.to_dict())
         np.testing.assert_array_equal(architecture_descriptors(g), architecture_descriptors(loaded))
+
+
+def test_each_skip_kind_has_its_own_mean_span(population):
+    """The spans are summarised per kind: the add skips' mean span and the concat skips' are those of
+    ``skip_spans`` for that kind alone (0 without one), so an add skip over one convolution and a concat skip over
+    three do not read as two skips over two."""
+    from morphnas.graph.descriptors import skip_spans
+
+    cache, idx = population
+    add, concat = DESCRIPTOR_NAMES.index("mean add span"), DESCRIPTOR_NAMES.index("mean concat span")
+    mixed = 0
+    for i in idx:
+        g = cache.graph(int(i))
+        spans = skip_spans(g)
+        d = architecture_descriptors(g)
+        for column, kind in ((add, "add"), (concat, "concat")):
+            of_kind = [s for k, s in spans if k == kind]
+            assert d[column] == (np.mean(of_kind) if of_kind else 0.0)
+        mixed += {k for k, _ in spans} == {"add", "concat"} and d[add] != d[concat]
+    assert mixed, "no random architecture had both kinds of skip with different spans: the test checks nothing"

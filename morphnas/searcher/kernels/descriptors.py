@@ -1,4 +1,4 @@
-"""An RBF kernel on architecture descriptors (parameters, MACs, depth, skips, widths, skip spans), with one
+"""An RBF kernel on architecture descriptors (parameters, MACs, depth, skips, widths, spans per skip kind), with one
 lengthscale per descriptor (ARD), and ``additive``: a learned mix of two kernels (by default the edit
 distance's ``bourgain`` and ``descriptors``).
 

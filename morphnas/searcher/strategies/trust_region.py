@@ -17,7 +17,7 @@ default) and the best is suggested. The radius, in morphism steps, adapts like T
 moves near the top.
 
 The GP's kernel is ``additive`` by default: a learned mix of the edit distance's ``bourgain`` kernel and an ARD
-RBF on architecture descriptors (parameters, MACs, depth, skips of each kind, widths, skip spans;
+RBF on architecture descriptors (parameters, MACs, depth, skips of each kind, widths, each kind's skip span;
 ``kernels/descriptors.py``). Why, measured: with the edit-distance kernel alone, EI's pick among the best model's
 children was no better than a random child's on stats-target and worse on skip-pattern (which skip pays depends
 on its kind and span, which the edit distance barely weighs) (``bench_local_choice``), and replacing the
