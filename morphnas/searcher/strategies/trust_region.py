@@ -23,7 +23,7 @@ children was no better than a random child's on stats-target and worse on skip-p
 on its kind and span, which the edit distance barely weighs) (``bench_local_choice``), and replacing the
 acquisition by random scores over the same pool did not lose (issue 11's first ablation). With the descriptors
 beside it the model ranks the pool: on held-out seeds the random-scores control loses on every objective's
-median at 50 evaluations, and on the seeds of two of three (docs/benchmarks.md, third round).
+median at 50 evaluations and on most seeds of each (docs/benchmarks.md, fourth round).
 
 When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
 kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
