@@ -219,6 +219,20 @@ def test_every_proposal_respects_the_cost_cap_of_its_moment(tmp_path) -> None:
     assert not [t for t in run.trials if t.status == "failed"]  # replaying a capped proposal never refuses it
 
 
+def test_a_cap_no_proposal_fits_ends_the_search_and_says_why(tmp_path, monkeypatch, capsys) -> None:
+    """When the cost cap leaves the strategy nothing to propose (the cap only shrinks as time runs out), the
+    search ends, says that the cap is why, and the final step still trains and tests the best model."""
+    from morphnas.engine import loop
+
+    monkeypatch.setattr(loop.Search, "cost_cap", lambda self: 1)  # no child of anything costs 1 MAC per image
+    run = morphnas.search(out=str(tmp_path / "run"), time_budget=30.0, max_epochs=1, final_time=3.0,
+                          **(TINY | {"quiet": False}))
+    out = capsys.readouterr().out
+    assert [t.id for t in run.trials] == [0]  # the initial network only: nothing else fitted under the cap
+    assert "search stopped" in out and "capped at 0.00 M multiply-accumulates per image" in out
+    assert json.loads((run.path / "final.json").read_text())["trial"] == 0
+
+
 def test_resume_neither_repeats_nor_loses_the_final_step(budgeted, tmp_path) -> None:
     run, _ = budgeted
     final = run.path / "final.json"

@@ -272,6 +272,11 @@ class Search:
             s = self.strategy.suggest(trial_id)
         except StrategyExhausted as exc:
             self.exhausted = str(exc)
+            if cap is not None:  # under a cap that only shrinks as the search's time runs out, this is final
+                left = max(0.0, (self.search_end() or time.time()) - time.time())
+                self.exhausted += (f" (proposals are capped at {cap / 1e6:,.2f} M multiply-accumulates per image, "
+                                   f"what the {left:.0f} s of search left can pay for; that time goes to the final "
+                                   "training)")
             return None
         self.exhausted = ""
         if s is None:
@@ -433,8 +438,7 @@ class Search:
         if self._stopping:
             raise SearchInterrupted(self.run_dir.path, cut)
         if self.exhausted:
-            self.progress.say(f"the {self.config.strategy} strategy has nothing left to propose ({self.exhausted}): "
-                              "stopped")
+            self.progress.say(f"search stopped: {self.exhausted}")
         return self.best()
 
     # ------------------------------------------------------------------ Ctrl-C
