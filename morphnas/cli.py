@@ -92,11 +92,12 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="demo (default), fashion-mnist, mnist, cifar10, or a path to an .npz")
     p.add_argument("--data-dir", help="directory holding the dataset files")
     p.add_argument("--download", action="store_true", default=None, help="download the dataset if missing")
-    p.add_argument("--strategy", help="bayesian (default), bo-scratch, random, random-walk, hill-climbing, "
-                                      "evolution, bfs")
-    p.add_argument("--kernel", help="GP kernel of the bayesian strategies: bourgain (default), exp-distance, wl, "
-                                    "descriptors, additive")
-    p.add_argument("--acquisition", help="acquisition of the bayesian strategies: ucb (default), ei, pi, thompson")
+    p.add_argument("--strategy", help="bayesian (default), autokeras, bo-scratch, random, random-walk, "
+                                      "hill-climbing, evolution, bfs")
+    p.add_argument("--kernel", help="GP kernel of the GP strategies: additive (bayesian's default), bourgain "
+                                    "(autokeras's), exp-distance, wl, descriptors")
+    p.add_argument("--acquisition", help="acquisition of the GP strategies: ei (bayesian's default), ucb "
+                                         "(autokeras's), pi, thompson")
     p.add_argument("--generator", help="initial architecture: cnn (default), resnet, densenet, mlp")
     p.add_argument("--generator-args", type=parse_key_values, action=_MergeKeyValues, metavar="KEY=VALUE,...",
                    help="the generator's arguments, e.g. filters=32,dense_units=64 (repeatable)")

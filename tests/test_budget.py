@@ -229,7 +229,8 @@ def test_a_cap_no_proposal_fits_ends_the_search_and_says_why(tmp_path, monkeypat
                           **(TINY | {"quiet": False}))
     out = capsys.readouterr().out
     assert [t.id for t in run.trials] == [0]  # the initial network only: nothing else fitted under the cap
-    assert "search stopped" in out and "capped at 0.00 M multiply-accumulates per image" in out
+    assert "search stopped" in out and "no proposal under the cost cap of 1e-06 M multiply-accumulates" in out
+    assert "already suggested" not in out  # the strategy's own reason (an exhausted space) is not the cause
     assert json.loads((run.path / "final.json").read_text())["trial"] == 0
 
 

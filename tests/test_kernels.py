@@ -93,6 +93,15 @@ def test_unknown_kernel_lists_valid_names(population):
         make_kernel("rbf", cache)
 
 
+def test_registry_says_which_kernels_take_a_seed():
+    """Only a named parameter counts (``**kwargs``, which GPyTorch passes on and drops, does not): the search seeds
+    exactly the kernels that draw randomness; an unknown name is an error, not "takes nothing"."""
+    assert KERNELS.accepts("bourgain", "seed") and KERNELS.accepts("additive", "seed")
+    assert not KERNELS.accepts("descriptors", "seed") and not KERNELS.accepts("exp-distance", "seed")
+    with pytest.raises(ValueError, match="unknown kernel 'rbf'"):
+        KERNELS.accepts("rbf", "seed")
+
+
 def test_register_kernel_in_one_call(population):
     cache, idx = population
 

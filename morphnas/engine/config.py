@@ -55,8 +55,8 @@ class SearchConfig:
     data_dir: str | None = None
     download: bool = False
     strategy: str = "bayesian"
-    kernel: str | None = None  # None: the strategy's default (bourgain); set only for strategies with a GP
-    acquisition: str | None = None  # None: the strategy's default (ucb)
+    kernel: str | None = None  # None: the strategy's default (bayesian: additive, autokeras: bourgain); GP only
+    acquisition: str | None = None  # None: the strategy's default (bayesian: ei, autokeras: ucb)
     strategy_args: dict[str, Any] = field(default_factory=dict)
     generator: str = "cnn"
     generator_args: dict[str, Any] = field(default_factory=dict)

@@ -272,11 +272,12 @@ class Search:
             s = self.strategy.suggest(trial_id)
         except StrategyExhausted as exc:
             self.exhausted = str(exc)
-            if cap is not None:  # under a cap that only shrinks as the search's time runs out, this is final
+            if cap is not None and self.best() is not None:  # the cap only shrinks as the search's time runs out
                 left = max(0.0, (self.search_end() or time.time()) - time.time())
-                self.exhausted += (f" (proposals are capped at {cap / 1e6:,.2f} M multiply-accumulates per image, "
-                                   f"what the {left:.0f} s of search left can pay for; that time goes to the final "
-                                   "training)")
+                self.exhausted = (f"the {self.config.strategy} strategy has no proposal under the cost cap of "
+                                  f"{cap / 1e6:.3g} M multiply-accumulates per image (what the {left:.0f} s of "
+                                  "search left can pay for) and no trial is pending; that time goes to the final "
+                                  "training")
             return None
         self.exhausted = ""
         if s is None:

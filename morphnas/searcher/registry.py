@@ -43,8 +43,9 @@ class Registry(Generic[T]):
     def accepts(self, name: str, parameter: str) -> bool:
         """Whether the factory registered as ``name`` names a parameter ``parameter`` (not merely ``**kwargs``,
         which GPyTorch's kernels pass on and silently drop): how a composite passes on only what a part takes."""
+        factory = self.get(name)  # an unknown name is an error, not "takes nothing"
         try:
-            return parameter in inspect.signature(self.get(name)).parameters
+            return parameter in inspect.signature(factory).parameters
         except (TypeError, ValueError):  # a builtin or C factory without a signature
             return False
 

@@ -1,8 +1,9 @@
 """Kernels over architectures for the searcher's GP, selectable by name; ``register_kernel`` adds one.
 
-Built in: ``bourgain`` (default, the paper's kernel made PSD by a seeded Bourgain embedding),
+Built in: ``bourgain`` (the paper's kernel made PSD by a seeded Bourgain embedding; ``autokeras``'s default),
 ``exp-distance`` (``exp(−d/ℓ)`` with a PSD projection), ``wl`` (Weisfeiler–Lehman subtree kernel),
-``descriptors`` (ARD RBF on parameters, MACs, depth, skips, widths) and ``additive`` (a learned mix of two).
+``descriptors`` (ARD RBF on parameters, MACs, depth, skips, widths, spans per skip kind) and ``additive`` (a
+learned mix of two, by default ``bourgain`` and ``descriptors``; ``bayesian``'s default).
 A factory is called as ``factory(cache, **options)`` and returns an ``ArchitectureKernel``.
 """
 
