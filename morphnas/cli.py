@@ -132,6 +132,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                                                          "(default: 1 where the cluster has GPUs)")
     p.add_argument("--final-epochs", type=int, help="after the search, retrain the best on train+val this many "
                                                     "epochs (at most, under a time budget) and test it once")
+    p.add_argument("--final-init", choices=("inherit", "scratch"),
+                   help="the final training continues from the best trial's searched weights (default: inherit) "
+                        "or starts from fresh ones (scratch)")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<strategy>-s<seed>-<time>)")
     p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
                    help="import this module or .py file first (e.g. one registering a kernel); repeatable; "
@@ -142,7 +145,7 @@ _SEARCH_KEYS = ("dataset", "data_dir", "download", "strategy", "kernel", "acquis
                 "generator_args", "max_trials", "time_budget", "final_time", "max_epochs", "fidelity", "min_epochs",
                 "eta", "batch_size", "seed",
                 "device", "executor", "workers", "sync", "threads_per_trial", "ray_address", "cpus_per_trial",
-                "gpus_per_trial", "final_epochs", "out", "plugins")
+                "gpus_per_trial", "final_epochs", "final_init", "out", "plugins")
 _TRAIN_KEYS = ("dataset", "data_dir", "download", "generator", "generator_args", "time_budget", "batch_size",
                "seed", "device", "out", "plugins")
 
@@ -251,7 +254,7 @@ def cmd_final(args: argparse.Namespace) -> int:
     from morphnas.engine.results import final_evaluation, format_report, report
 
     epochs = args.epochs if args.epochs is not None or args.time_budget is not None else 10
-    final_evaluation(args.run, epochs, args.trial, quiet=args.quiet, time_budget=args.time_budget)
+    final_evaluation(args.run, epochs, args.trial, quiet=args.quiet, time_budget=args.time_budget, init=args.init)
     rep = report(args.run, plot=False)
     print(json.dumps(rep["final"], indent=1) if args.json else format_report(rep, top=3))
     return 0
@@ -337,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default 10; with --time-budget, at most this many)")
     p.add_argument("--time-budget", type=parse_duration, help="train as many epochs as fit in this, then test")
     p.add_argument("--trial", type=int, help="a trial other than the best")
+    p.add_argument("--init", choices=("inherit", "scratch"),
+                   help="start from the trial's searched weights or from fresh ones (default: the run's final_init)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_final)

@@ -155,3 +155,49 @@ def test_the_final_step_takes_the_recipe_in_one_line(tmp_path, monkeypatch) -> N
     assert cfg.ema_decay == 0.999 and cfg.label_smoothing == 0.1 and cfg.patience is None
     assert cfg.warmup_epochs == 0.5 and cfg.max_epochs == 1  # the recipe's 1 warm-up epoch halved to fit
     assert cfg.batch_size == 64  # the run's own settings stay
+
+
+def test_the_final_starts_from_the_searched_weights_or_from_scratch_as_asked(tmp_path, monkeypatch) -> None:
+    """``final_init = "inherit"`` (the default) trains on from the best trial's own trained weights, ``"scratch"``
+    from fresh ones; the report says which; a run written before the setting existed keeps scratch."""
+    import morphnas
+    from morphnas.engine.config import SearchConfig
+    from morphnas.engine.final import final_evaluation
+    from morphnas.engine.setup import stored_config
+    from morphnas.storage import RunDir
+
+    run = morphnas.search(out=str(tmp_path / "run"), dataset="demo", max_trials=2, max_epochs=1, seed=3,
+                          generator_args={"filters": 8, "dense_units": 16}, batch_size=64, quiet=True)
+    rd = RunDir.open(run.path)
+    try:
+        best = rd.best_trial()
+        trained = {k: v.clone() for k, v in rd.load_model(best.id).to_module().state_dict().items()}
+        assert stored_config(rd).final_init == "inherit"
+    finally:
+        rd.close()
+    starts: list[dict[str, torch.Tensor]] = []
+    fit = Trainer.fit
+
+    def spy(self, module, **options):
+        starts.append({k: v.clone() for k, v in module.state_dict().items()})
+        return fit(self, module, **options)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    inherited = final_evaluation(run.path, epochs=1, quiet=True)
+    assert inherited["init"] == "inherit" and states_equal(starts[-1], trained)
+    fresh = final_evaluation(run.path, epochs=1, quiet=True, init="scratch")
+    assert fresh["init"] == "scratch" and not states_equal(starts[-1], trained)
+    assert json.loads((run.path / "final.json").read_text())["init"] == "scratch"
+
+    config = json.loads((run.path / "config.json").read_text())
+    del config["final_init"]  # a run directory from before the setting: its final trained from scratch
+    (run.path / "config.json").write_text(json.dumps(config))
+    rd = RunDir.open(run.path)
+    try:
+        assert stored_config(rd).final_init == "scratch"
+    finally:
+        rd.close()
+    with pytest.raises(ValueError, match="final_init must be one of inherit, scratch, got 'warm'"):
+        SearchConfig(final_init="warm").validate()
+    with pytest.raises(ValueError, match="init must be one of inherit, scratch"):
+        final_evaluation(run.path, epochs=1, init="warm")

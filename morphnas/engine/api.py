@@ -69,10 +69,11 @@ class Run:
         return report(self.path, plot=plot)
 
     def final_evaluation(self, epochs: int | None = None, trial: int | None = None, quiet: bool = False,
-                         time_budget: float | None = None) -> dict[str, Any]:
+                         time_budget: float | None = None, init: str | None = None) -> dict[str, Any]:
         """Retrain the best architecture on train+validation for ``epochs`` or within ``time_budget`` seconds,
-        and test it once (see final.final_evaluation)."""
-        return final_evaluation(self.path, epochs, trial, quiet=quiet, time_budget=time_budget)
+        from its searched weights or from scratch (``init``; default the run's), and test it once (see
+        final.final_evaluation)."""
+        return final_evaluation(self.path, epochs, trial, quiet=quiet, time_budget=time_budget, init=init)
 
     def export(self, out: str | Path, trial: int | None = None, final: bool = False) -> dict[str, Any]:
         return export_run(self.path, out, trial, final=final)

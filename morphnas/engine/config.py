@@ -33,6 +33,7 @@ else:  # pragma: no cover - Python 3.10
 
 EXECUTORS = ("thread", "process", "ray")
 MODES = ("search", "train")
+FINAL_INITS = ("inherit", "scratch")  # where the final training starts (engine/final.py says why inherit)
 DEFAULT_TRIALS = 5  # max_trials of a search given no budget at all (the demo)
 
 
@@ -90,6 +91,7 @@ class SearchConfig:
     max_width: int = 512
     final_epochs: int = 0  # > 0: retrain the best on train+val this long (at most, under a time budget), test once
     final_time: float | None = None  # seconds of time_budget kept for the final step; None: from measured epochs
+    final_init: str = "inherit"  # the final training starts from the trial's searched weights, or "scratch"
     out: str | None = None
     quiet: bool = False
     plugins: list[str] = field(default_factory=list)  # modules or .py files imported before anything is built
@@ -159,6 +161,8 @@ class SearchConfig:
         self.plugins = list(self.plugins)
         if not isinstance(self.final_epochs, int) or isinstance(self.final_epochs, bool) or self.final_epochs < 0:
             raise ValueError(f"final_epochs must be a non-negative integer, got {self.final_epochs!r}")
+        if self.final_init not in FINAL_INITS:
+            raise ValueError(f"final_init must be one of {', '.join(FINAL_INITS)}, got {self.final_init!r}")
         if self.final_time is not None:
             if not (isinstance(self.final_time, int | float) and not isinstance(self.final_time, bool)
                     and math.isfinite(self.final_time) and self.final_time >= 0):

@@ -1,4 +1,4 @@
-"""The final step: one architecture trained from scratch on train+validation, within a deadline, tested once.
+"""The final step: one architecture trained on train+validation, within a deadline, tested once.
 
 One function, ``train_final``, does the training for all three users of it, so they share one recipe and one
 protocol:
@@ -32,6 +32,13 @@ Decisions:
   fit them. Epoch costs (the search's, or the probe's) are of eager training: the probe does not compile, so a
   recipe with ``compile`` plans without the compile's one-off cost or its gain, the deadline still bounding the
   training.
+- **Where it starts** (``final_init``): ``"inherit"`` (the default) continues from the best trial's own trained
+  weights, which carry its whole lineage's training through every function-preserving morphism, so the final
+  epochs add to that training instead of repeating it; ``"scratch"`` re-initialises them (seeded), the classic
+  retrain. Measured with ``benchmarks/bench_final_init.py`` on the hour-long search's best trial (docs/benchmarks.md).
+  The recipe is the same for both (its warm-up and cosine restart the learning rate, as in SGDR). A run written
+  before the setting existed keeps ``"scratch"``; ``morphnas train`` has no searched weights and always starts
+  from scratch.
 - **Done once.** ``run_final_step`` is skipped when ``final.json`` (or, with no test split, the job state)
   already holds the final of the current best trial: a resumed run neither loses nor repeats its final step.
 """
@@ -58,7 +65,7 @@ from morphnas.engine.budget import (
     final_allowance,
     plan_epochs,
 )
-from morphnas.engine.config import SearchConfig
+from morphnas.engine.config import FINAL_INITS, SearchConfig
 from morphnas.engine.plugins import load_plugins, resolve
 from morphnas.engine.setup import load_data, stored_config, train_config, trial_seeds, write_run_data
 from morphnas.graph.generators import get_generator
@@ -189,8 +196,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
                 epochs: int | None, deadline: float | None, cost: EpochCost | None = None,
                 source: dict[str, Any] | None = None, test: bool = True, say: Say | None = None,
                 tick: Callable[[], None] | None = None, trained: Graph | None = None,
-                recipe: TrainConfig | None = None) -> dict[str, Any]:
-    """Train ``architecture`` from scratch on ``data``'s train+validation, then test it once; the one final training.
+                recipe: TrainConfig | None = None, start: Graph | None = None) -> dict[str, Any]:
+    """Train ``architecture`` on ``data``'s train+validation, then test it once; the one final training.
 
     ``epochs`` (≥ 1) trains that many, at most, when they fit before ``deadline`` (absolute ``time.time()``);
     ``epochs=None`` plans as many as fit (needs a deadline). ``cost``: the measured cost of one epoch on
@@ -198,7 +205,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
     tested instead (no retraining) when not one epoch fits before the deadline. Writes ``models/final/`` and,
     with ``test``, ``final.json``; returns the report. ``source`` goes into the report (the trial...).
     ``recipe``: the training settings (default ``final_train_config(config)``); its ``patience`` and
-    ``time_limit`` are dropped and its ``max_epochs`` replaced by the planned epochs.
+    ``time_limit`` are dropped and its ``max_epochs`` replaced by the planned epochs. ``start``: trained weights of
+    ``architecture`` to continue from (``final_init = "inherit"``); None: fresh seeded weights.
     """
     started = time.time()
     say = say or _printer(config.quiet)
@@ -210,7 +218,9 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
         raise ValueError(f"dataset {config.dataset!r} has no test split: nothing to evaluate on")
     source = dict(source or {})
     init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
-    graph = architecture.without_weights().init_weights(init_seed)
+    if start is not None and start.without_weights().to_dict() != architecture.without_weights().to_dict():
+        raise ValueError("the final training's starting weights are of another architecture")
+    graph = start if start is not None else architecture.without_weights().init_weights(init_seed)
     _, monitor = data.split_validation(config.val_fraction, config.seed)  # part of the training data now
     norm = run.normalization()
     base = replace(recipe or final_train_config(config), patience=None, time_limit=None)
@@ -255,7 +265,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
     what = f"trial {source['trial']}" if source.get("trial") is not None else source.get("architecture", "network")
     fit = (f" (about {cost.epoch:.1f} s each, to fit the {plan['seconds_available']:.0f} s left)"
            if train_deadline is not None and cost is not None else "")
-    say(f"final: training {what} from scratch on {len(data.train):,} images for {planned} epoch"
+    origin = "from its searched weights" if start is not None else "from scratch"
+    say(f"final: training {what} {origin} on {len(data.train):,} images for {planned} epoch"
         f"{'s' if planned > 1 else ''}{fit}")
 
     def on_epoch(rec: EpochRecord, _m: Any) -> None:
@@ -269,7 +280,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
         say(f"final: cut at the deadline after {result.epochs_trained:.2f} of {planned} epochs")
     run.save_final_model(graph.with_weights_from(module))
     report: dict[str, Any] = {
-        "trial": source.pop("trial", None), **source, "retrained": True, "epochs": planned,
+        "trial": source.pop("trial", None), **source, "retrained": True,
+        "init": "inherit" if start is not None else "scratch", "epochs": planned,
         "epochs_run": result.epochs_run,
         "epochs_trained": round(result.epochs_trained, 4), "stopped_by": result.stopped_by,
         "train_images": len(data.train), "seconds": result.total_seconds, "plan": plan,
@@ -340,37 +352,42 @@ def _architecture(run: RunDir, config: SearchConfig, data: ImageDataset,
 
 
 def final_evaluation(path: str | Path, epochs: int | None = None, trial: int | None = None, quiet: bool = False,
-                     time_budget: float | None = None) -> dict[str, Any]:
-    """Retrain the best (or given) architecture from scratch on train+validation, then test it once.
+                     time_budget: float | None = None, init: str | None = None) -> dict[str, Any]:
+    """Retrain the best (or given) architecture on train+validation, then test it once.
 
-    ``epochs``, or as many as fit in ``time_budget`` seconds (at most ``epochs`` when both are given). The only
+    ``epochs``, or as many as fit in ``time_budget`` seconds (at most ``epochs`` when both are given), starting
+    from the trial's searched weights or from scratch (``init``; default the run's ``final_init``). The only
     use of the test split: it selects nothing, it is evaluated once on the weights the training ended with.
     Writes ``final.json`` and ``models/final/``; returns the report.
     """
-    return _final(path, epochs, trial, quiet, time_budget, test=True)
+    return _final(path, epochs, trial, quiet, time_budget, test=True, init=init)
 
 
 def retrain_final(path: str | Path, epochs: int | None = None, trial: int | None = None, quiet: bool = False,
-                  time_budget: float | None = None) -> dict[str, Any]:
-    """Retrain the best (or given) architecture from scratch on train+validation into ``models/final/``, with no
-    test (a dataset without a test split)."""
-    return _final(path, epochs, trial, quiet, time_budget, test=False)
+                  time_budget: float | None = None, init: str | None = None) -> dict[str, Any]:
+    """Retrain the best (or given) architecture on train+validation into ``models/final/``, with no test (a
+    dataset without a test split)."""
+    return _final(path, epochs, trial, quiet, time_budget, test=False, init=init)
 
 
 def _final(path: str | Path, epochs: int | None, trial: int | None, quiet: bool, time_budget: float | None,
-           test: bool) -> dict[str, Any]:
+           test: bool, init: str | None = None) -> dict[str, Any]:
     started = time.time()
     if time_budget is not None and not time_budget > 0:
         raise ValueError(f"the time budget must be a positive number of seconds, got {time_budget!r}")
+    if init is not None and init not in FINAL_INITS:
+        raise ValueError(f"init must be one of {', '.join(FINAL_INITS)}, got {init!r}")
     run = RunDir.open(path)
     try:
         config = stored_config(run)
         data = load_data(config, run)
         assert data is not None, "a run on a synthetic objective has no data to train on"
         graph, source, cost = _architecture(run, config, data, trial)
+        inherit = (init or config.final_init) == "inherit" and source.get("trial") is not None
         deadline = None if time_budget is None else started + time_budget
         report = train_final(run, config, graph, data, epochs=epochs if epochs else None, deadline=deadline,
-                             cost=cost, source=source, test=test, say=_printer(quiet))
+                             cost=cost, source=source, test=test, say=_printer(quiet),
+                             start=run.load_model(source["trial"]) if inherit else None)
         if source.get("trial") is not None:
             run.update_job_state(final_trial=source["trial"])
         return report
@@ -403,11 +420,13 @@ def run_final_step(search: Search) -> dict[str, Any] | None:
     test = search.data.test is not None
     if not test:
         say("the dataset has no test split: the final model is trained, not tested")
+    trained = run.load_model(best.id)
     report = train_final(run, config, Graph.from_dict(best.extra["architecture"]), search.data,
                          epochs=config.final_epochs or None, deadline=search.clock.end(),
                          cost=search.final_epoch_cost(best), test=test, say=say,
                          source={"trial": best.id, "search_val_accuracy": best.metric},
-                         tick=lambda: search.tick(force=True), trained=run.load_model(best.id))
+                         tick=lambda: search.tick(force=True), trained=trained,
+                         start=trained if config.final_init == "inherit" else None)
     run.update_job_state(final_trial=best.id, elapsed=search.elapsed())
     return report
 

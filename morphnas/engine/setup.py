@@ -130,6 +130,7 @@ def stored_config(run: RunDir) -> SearchConfig:
     anything the run names); RunDirError when the stored config is unusable or a plugin is missing."""
     stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
     stored.setdefault("fidelity", "single")  # written before multi-fidelity existed: it ran single-fidelity
+    stored.setdefault("final_init", "scratch")  # written before final_init existed: its final trained from scratch
     try:
         config = SearchConfig.from_dict(stored)
     except (TypeError, ValueError) as exc:
