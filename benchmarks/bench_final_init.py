@@ -10,9 +10,10 @@ the validation accuracy after every epoch, for each start:
   scratch  fresh weights (seeded like the final step's), what ``final_init = "scratch"`` trains
   inherit  the trial's own trained weights: its lineage's training through every morphism plus its own epochs
 
-Neither arm trains on the validation split, so it is a fair held-out measure for both (the architecture was
-chosen on it, the same bias in both arms); the test split is not read at all, so comparing the two starts
-spends nothing of the run's one test. Epoch-bounded and seeded: the accuracies do not depend on the machine's
+Neither arm trains on the validation split; the test split is not read at all, so comparing the two starts
+spends nothing of the run's one test. The validation split favours ``inherit`` a little: its starting weights
+were chosen on it (each trial keeps its best epoch; the best trial is the best by validation), so its margin
+is an upper bound. Epoch-bounded and seeded: the accuracies do not depend on the machine's
 load (the seconds do). Writes ``final_init.json`` into ``--out`` after every arm.
 """
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     train, val = data.split_validation(config.val_fraction, config.seed)
     norm = run.normalization()
     cfg = replace(final_train_config(config), max_epochs=args.epochs, patience=None, time_limit=None)
-    cfg = replace(cfg, lr=(cfg.lr if cfg.lr is not None else cfg.base_lr) * args.lr_scale)
+    cfg = replace(cfg, lr=(cfg.lr if cfg.lr is not None else replace(cfg, lr_scaling="none").base_lr) * args.lr_scale)
     init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -269,6 +269,11 @@ def test_train_a_generator_for_epochs_then_an_architecture_file_within_a_budget(
     final = json.loads((first / "final.json").read_text())
     assert final["epochs"] == final["epochs_run"] == 1 and final["trial"] is None
     assert final["architecture"] == "cnn(filters=8, dense_units=16)"
+    assert final["init"] == "scratch" and json.loads((first / "config.json").read_text())["final_init"] == "scratch"
+    from morphnas.engine.final import final_evaluation
+
+    with pytest.raises(ValueError, match="no searched weights to start from"):
+        final_evaluation(first, epochs=1, init="inherit")
     capsys.readouterr()
     assert main(["report", str(first), "--no-plot"]) == 0
     assert "`morphnas train`" in capsys.readouterr().out

@@ -158,23 +158,15 @@ def test_the_final_step_takes_the_recipe_in_one_line(tmp_path, monkeypatch) -> N
 
 
 def test_the_final_starts_from_the_searched_weights_or_from_scratch_as_asked(tmp_path, monkeypatch) -> None:
-    """``final_init = "inherit"`` (the default) trains on from the best trial's own trained weights, ``"scratch"``
-    from fresh ones; the report says which; a run written before the setting existed keeps scratch."""
+    """``final_init = "inherit"`` (the default) trains on from the trial's own trained weights (the search's final
+    step and ``morphnas final``), ``"scratch"`` from fresh ones; the trial's model is left as it was; the report
+    says which; a run written before the setting existed keeps scratch."""
     import morphnas
     from morphnas.engine.config import SearchConfig
     from morphnas.engine.final import final_evaluation
     from morphnas.engine.setup import stored_config
     from morphnas.storage import RunDir
 
-    run = morphnas.search(out=str(tmp_path / "run"), dataset="demo", max_trials=2, max_epochs=1, seed=3,
-                          generator_args={"filters": 8, "dense_units": 16}, batch_size=64, quiet=True)
-    rd = RunDir.open(run.path)
-    try:
-        best = rd.best_trial()
-        trained = {k: v.clone() for k, v in rd.load_model(best.id).to_module().state_dict().items()}
-        assert stored_config(rd).final_init == "inherit"
-    finally:
-        rd.close()
     starts: list[dict[str, torch.Tensor]] = []
     fit = Trainer.fit
 
@@ -182,12 +174,33 @@ def test_the_final_starts_from_the_searched_weights_or_from_scratch_as_asked(tmp
         starts.append({k: v.clone() for k, v in module.state_dict().items()})
         return fit(self, module, **options)
 
+    def weights(rd: RunDir, trial: int) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in rd.load_model(trial).to_module().state_dict().items()}
+
     monkeypatch.setattr(Trainer, "fit", spy)
-    inherited = final_evaluation(run.path, epochs=1, quiet=True)
-    assert inherited["init"] == "inherit" and states_equal(starts[-1], trained)
-    fresh = final_evaluation(run.path, epochs=1, quiet=True, init="scratch")
-    assert fresh["init"] == "scratch" and not states_equal(starts[-1], trained)
+    run = morphnas.search(out=str(tmp_path / "run"), dataset="demo", max_trials=2, max_epochs=1, final_epochs=1,
+                          seed=3, generator_args={"filters": 8, "dense_units": 16}, batch_size=64, quiet=True)
+    rd = RunDir.open(run.path)
+    try:
+        assert stored_config(rd).final_init == "inherit"
+        best, child = rd.best_trial(), rd.trial(1)
+        assert child.parent == 0  # a morphed child, its weights inherited from trial 0 and trained on
+        on_disk, best_weights, child_weights = rd.model_bytes(child.id), weights(rd, best.id), weights(rd, child.id)
+    finally:
+        rd.close()
+    assert json.loads((run.path / "final.json").read_text())["init"] == "inherit"
+    assert states_equal(starts[-1], best_weights)  # the search's own final step started from them
+
+    inherited = final_evaluation(run.path, epochs=1, trial=child.id, quiet=True)
+    assert inherited["init"] == "inherit" and states_equal(starts[-1], child_weights)
+    assert main(["final", str(run.path), "--epochs", "1", "--trial", str(child.id), "--init", "scratch", "-q"]) == 0
+    assert not states_equal(starts[-1], child_weights)
     assert json.loads((run.path / "final.json").read_text())["init"] == "scratch"
+    rd = RunDir.open(run.path)
+    try:
+        assert rd.model_bytes(child.id) == on_disk  # training on from them changed nothing of the trial's model
+    finally:
+        rd.close()
 
     config = json.loads((run.path / "config.json").read_text())
     del config["final_init"]  # a run directory from before the setting: its final trained from scratch

@@ -94,9 +94,15 @@ def test_tiny_real_training_suite(tmp_path):
         record = json.loads((out / f"demo/{lab}/b2/s0/cell.json").read_text())
         assert record["trials"] == 2 and 0.0 < record["final"]["test_accuracy"] <= 1.0
         assert record["cost"]["final_seconds"] > 0
+        assert record["final"]["init"] == "scratch"  # a suite compares architectures at equal training
     rep = json.loads((out / "report.json").read_text())
     assert rep["groups"]["demo/b2"]["score"] == "final test accuracy"
     assert rep["groups"]["demo/b2"]["strategies"]["random"]["test_accuracy"]["n"] == 1
+    # a suite directory recorded before [final] init existed is the same suite (its finals were from scratch)
+    record = json.loads((out / "suite.json").read_text())
+    del record["suite"]["final_init"]
+    (out / "suite.json").write_text(json.dumps(record))
+    assert main(["benchmark", "run", str(suite), "--out", str(out)]) == 0
 
 
 SLOW_OBJECTIVE = """
@@ -172,6 +178,10 @@ def test_killed_suite_rerun_loses_and_repeats_nothing(tmp_path):
      'name = "random"', "unknown key budgett"),
     ('seeds = [0]\n[budget]\ntrials = 3\n[[objective]]\nname = "stats-target"\n[[strategy]]\nname = "random"\n'
      'max_trials = 4', "unknown key max_trials in strategy"),
+    ('seeds = [0]\n[budget]\ntrials = 3\n[final]\ninit = "warm"\n[[objective]]\nname = "stats-target"\n'
+     '[[strategy]]\nname = "random"', "[final] init must be one of inherit, scratch, got 'warm'"),
+    ('seeds = [0]\n[budget]\ntrials = 3\n[search]\nfinal_init = "inherit"\n[[objective]]\nname = "stats-target"\n'
+     '[[strategy]]\nname = "random"', "the final protocol is set in [final]"),
 ])
 def test_bad_suite_is_one_line_error_and_writes_nothing(tmp_path, capsys, body, message):
     suite = _write(tmp_path, body)

@@ -218,7 +218,7 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
         raise ValueError(f"dataset {config.dataset!r} has no test split: nothing to evaluate on")
     source = dict(source or {})
     init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
-    if start is not None and start.without_weights().to_dict() != architecture.without_weights().to_dict():
+    if start is not None and start.canonical_hash() != architecture.canonical_hash():
         raise ValueError("the final training's starting weights are of another architecture")
     graph = start if start is not None else architecture.without_weights().init_weights(init_seed)
     _, monitor = data.split_validation(config.val_fraction, config.seed)  # part of the training data now
@@ -383,11 +383,19 @@ def _final(path: str | Path, epochs: int | None, trial: int | None, quiet: bool,
         data = load_data(config, run)
         assert data is not None, "a run on a synthetic objective has no data to train on"
         graph, source, cost = _architecture(run, config, data, trial)
+        if config.mode == "train" and init == "inherit":
+            raise ValueError(f"{run.path} is a `morphnas train` run: it has no searched weights to start from "
+                             "(use init 'scratch')")
         inherit = (init or config.final_init) == "inherit" and source.get("trial") is not None
+        start = None
+        if inherit:
+            try:
+                start = run.load_model(source["trial"])
+            except RunDirError as exc:
+                raise RunDirError(f"{exc} (`morphnas final --init scratch` retrains without its weights)") from None
         deadline = None if time_budget is None else started + time_budget
         report = train_final(run, config, graph, data, epochs=epochs if epochs else None, deadline=deadline,
-                             cost=cost, source=source, test=test, say=_printer(quiet),
-                             start=run.load_model(source["trial"]) if inherit else None)
+                             cost=cost, source=source, test=test, say=_printer(quiet), start=start)
         if source.get("trial") is not None:
             run.update_job_state(final_trial=source["trial"])
         return report
@@ -470,8 +478,8 @@ def train_network(config: SearchConfig, data: ImageDataset | None = None) -> tup
     """``morphnas train``: train one network on train+validation for ``final_epochs`` or within ``time_budget``
     (the search's final recipe and protocol), test it once, in a new run directory; (its path, the report)."""
     clock = JobClock(config.time_budget)
-    if config.mode != "train":
-        config = replace(config, mode="train")
+    if config.mode != "train" or config.final_init != "scratch":  # no searched weights: always from scratch
+        config = replace(config, mode="train", final_init="scratch")
     config = replace(config, plugins=resolve(config.plugins))
     load_plugins(config.plugins)
     given = data is not None

@@ -207,7 +207,8 @@ def format_report(rep: dict[str, Any], top: int = 10) -> str:
         lines.append(f"failed: trial {f['trial']}: {' '.join(f['reason'])}")
     if "final" in rep:
         fin = rep["final"]
-        what = (f"trial {fin['trial']} retrained" if fin.get("trial") is not None
+        what = (f"trial {fin['trial']} " + ("trained on from its searched weights" if fin.get("init") == "inherit"
+                                             else "retrained") if fin.get("trial") is not None
                 else f"{fin.get('architecture', 'the network')} trained")
         epochs = f"{fin['epochs']} epochs"
         if fin.get("stopped_by") == "deadline":

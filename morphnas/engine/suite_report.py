@@ -254,13 +254,19 @@ def checklist(spec: dict[str, Any], rep: dict[str, Any], labels: list[str]) -> l
          f"missing: {sorted({'bfs', 'bo-scratch'} - names)}" if not {"bfs", "bo-scratch"} <= names else "both"),
         ("identical final protocol (retrain on train+val, test once)",
          bool(spec["final_epochs"]) or not datasets,
-         f"{spec['final_epochs']} epochs, same seed policy for every cell" if spec["final_epochs"] else
+         f"{spec['final_epochs']} epochs from {_final_start(spec)}, same seed policy for every cell"
+         if spec["final_epochs"] else
          ("objectives only: judged by the noise-free value" if not datasets else "no final step in this suite")),
         ("more than one task", len(spec["tasks"]) > 1, f"{len(spec['tasks'])} task(s)"),
         ("every cell finished", not rep["unfinished"], f"{len(rep['unfinished'])} unfinished"),
         ("end-to-end cost and environment reported", True, "cost per cell and in total; versions, hardware, config"),
     ]
     return [{"item": i, "ok": bool(ok), "detail": d} for i, ok, d in items]
+
+
+def _final_start(spec: dict[str, Any]) -> str:
+    """Where the suite's final trainings start, in words (suites from before the setting: scratch)."""
+    return "the searched weights" if spec.get("final_init", "scratch") == "inherit" else "scratch"
 
 
 def format_markdown(rep: dict[str, Any]) -> str:
@@ -271,8 +277,9 @@ def format_markdown(rep: dict[str, Any]) -> str:
         lines += [spec["description"], ""]
     lines += [f"{rep['finished']}/{rep['cells']} cells finished; budget: {kind} {spec['budget']['values']}"
               + (f" (scaled by {spec['scale']:g})" if spec["scale"] != 1 else "") + f"; seeds {spec['seeds']}; "
-              f"final protocol: " + (f"best architecture retrained {spec['final_epochs']} epochs on train+val, "
-                                     "tested once (same seed policy in every cell)" if spec["final_epochs"]
+              f"final protocol: " + (f"best architecture retrained {spec['final_epochs']} epochs on train+val "
+                                     f"from {_final_start(spec)}, tested once (same seed policy in every cell)"
+                                     if spec["final_epochs"]
                                      else "none"), ""]
     if kind == "seconds":
         lines += [f"**Wall-clock budget.** Cells ran on {rep['pinning']['cores_per_cell']} core(s) each "

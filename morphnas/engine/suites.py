@@ -13,6 +13,8 @@ A suite file::
     [final]                           # the final protocol, identical for every cell: the best architecture
     epochs = 2                        # retrained on train+val this long, tested once (0 or absent: none);
                                       # outside the cell's budget, which is the search's alone (final_time = 0)
+    init = "scratch"                  # from fresh weights (default: cells compare architectures at equal
+                                      # training), or "inherit": from the weights each search trained
 
     [search]                          # SearchConfig keys shared by every cell (not budgets, seeds, strategies)
     max_epochs = 1
@@ -59,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morphnas.engine.config import SearchConfig, tomllib
+from morphnas.engine.config import FINAL_INITS, SearchConfig, tomllib
 from morphnas.engine.plugins import load_plugins, resolve
 from morphnas.fileio import atomic_write
 
@@ -74,9 +76,9 @@ STRATEGY_KEYS = {"name", "label", "kernel", "acquisition", "options"}
 DATASET_KEYS = {"name", "label", "data_dir", "download", "train_images", "test_images", "search"}
 OBJECTIVE_KEYS = {"name", "label", "options"}
 # set by the suite's own sections, so [search] may not: budgets equal for all cells, the grid's own axes
-RESERVED = {"max_trials", "time_budget", "epoch_budget", "final_epochs", "final_time", "seed", "strategy", "kernel",
-            "acquisition", "strategy_args", "objective", "objective_options", "dataset", "data_dir", "download",
-            "out", "plugins", "mode", "architecture"}
+RESERVED = {"max_trials", "time_budget", "epoch_budget", "final_epochs", "final_time", "final_init", "seed",
+            "strategy", "kernel", "acquisition", "strategy_args", "objective", "objective_options", "dataset",
+            "data_dir", "download", "out", "plugins", "mode", "architecture"}
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
@@ -128,6 +130,11 @@ class Suite:
     @property
     def final_epochs(self) -> int:
         return int(self.spec["final_epochs"])
+
+    @property
+    def final_init(self) -> str:
+        """Where each cell's final training starts; suites written before the setting trained from scratch."""
+        return str(self.spec.get("final_init", "scratch"))
 
 
 def _err(where: str, text: str) -> SuiteError:
@@ -218,15 +225,18 @@ def parse_suite(path: str | Path, out: str | Path, scale: float = 1.0) -> Suite:
     except (TypeError, ValueError) as exc:
         raise _err(where, f"plugins: {exc}") from None
     kind, budgets = _budgets(raw.get("budget"), scale, where)
-    final = _check_keys(raw.get("final", {}), {"epochs"}, "[final]", where)
+    final = _check_keys(raw.get("final", {}), {"epochs", "init"}, "[final]", where)
     final_epochs = final.get("epochs", 0)
     if not isinstance(final_epochs, int) or isinstance(final_epochs, bool) or final_epochs < 0:
         raise _err(where, f"[final] epochs must be a non-negative integer, got {final_epochs!r}")
+    final_init = final.get("init", "scratch")
+    if final_init not in FINAL_INITS:
+        raise _err(where, f"[final] init must be one of {', '.join(FINAL_INITS)}, got {final_init!r}")
     common = _check_keys(raw.get("search", {}), set(SearchConfig.__dataclass_fields__), "[search]", where)
     for key in sorted(set(common) & RESERVED):
         why = ("budgets are equal for every cell: set them in [budget] only"
                if key in ("max_trials", "time_budget", "epoch_budget") else
-               "the final protocol is set in [final]" if key in ("final_epochs", "final_time") else
+               "the final protocol is set in [final]" if key in ("final_epochs", "final_time", "final_init") else
                "it is an axis of the grid or set by the suite's own sections")
         raise _err(where, f"[search] sets {key}: {why}")
     tasks = _tasks(raw, where, kind)
@@ -238,7 +248,8 @@ def parse_suite(path: str | Path, out: str | Path, scale: float = 1.0) -> Suite:
         for entry in strategies:
             for budget in budgets:
                 for seed in seeds:
-                    cells.append(_cell(task, entry, kind, budget, seed, common, plugins, Path(out), where))
+                    cells.append(_cell(task, entry, kind, budget, seed, common, plugins, Path(out), where,
+                                       final_init))
     # check each cell's configuration and each strategy's options now, before anything is written
     checked: set[tuple[str, str]] = set()
     for cell in cells:
@@ -251,7 +262,8 @@ def parse_suite(path: str | Path, out: str | Path, scale: float = 1.0) -> Suite:
             _check_strategy(config, where, cell.label)
     spec = {"format": SUITE_FORMAT, "name": raw.get("name", path.stem), "description": raw.get("description", ""),
             "source": str(path.resolve()), "scale": scale, "seeds": seeds, "plugins": plugins,
-            "budget": {"kind": kind, "values": budgets}, "final_epochs": final_epochs, "search": common,
+            "budget": {"kind": kind, "values": budgets}, "final_epochs": final_epochs,
+            "final_init": final_init, "search": common,
             "tasks": [t.__dict__ for t in tasks], "strategies": strategies}
     return Suite(spec, cells)
 
@@ -333,10 +345,11 @@ def _strategies(raw: dict[str, Any], where: str) -> list[dict[str, Any]]:
 
 
 def _cell(task: Task, entry: dict[str, Any], kind: str, budget: float, seed: int, common: dict[str, Any],
-          plugins: list[str], out: Path, where: str) -> Cell:
+          plugins: list[str], out: Path, where: str, final_init: str = "scratch") -> Cell:
     config: dict[str, Any] = {**common, "strategy": entry["name"], "kernel": entry["kernel"],
                               "acquisition": entry["acquisition"], "strategy_args": copy.deepcopy(entry["options"]),
                               "seed": seed, "plugins": plugins, "final_epochs": 0, "final_time": 0,
+                              "final_init": final_init,
                               "max_trials": None, "time_budget": None, "epoch_budget": None, "quiet": True}
     config[BUDGET_KINDS[kind]] = int(budget) if kind != "seconds" else float(budget)
     if task.kind == "objective":
@@ -375,7 +388,7 @@ def prepare(suite: Suite, out: str | Path) -> Path:
             old = json.loads(record.read_text())
         except (json.JSONDecodeError, OSError) as exc:
             raise SuiteError(f"{record} is corrupt: {exc}") from None
-        old_spec = old.get("suite", {})
+        old_spec = {"final_init": "scratch", **old.get("suite", {})}  # recorded before the setting: scratch
         diff = sorted(k for k in set(spec) | set(old_spec) if k != "source" and spec.get(k) != old_spec.get(k))
         if diff:
             raise SuiteError(f"{out} holds a different suite (it differs in {', '.join(diff)}): re-run the same "
@@ -478,7 +491,8 @@ def run_cell(cell: Cell, final_epochs: int, verbose: bool = False) -> dict[str, 
         run.close()
     if final_epochs and cell.config.get("objective") is None and final is None:
         try:
-            final = final_evaluation(path, final_epochs, quiet=not verbose)
+            final = final_evaluation(path, final_epochs, quiet=not verbose,
+                                     init=cell.config.get("final_init", "scratch"))
         except (RunDirError, RuntimeError, ValueError) as exc:
             final_error = str(exc)
     finished = [t for t in trials if t.finished]
@@ -492,7 +506,7 @@ def run_cell(cell: Cell, final_epochs: int, verbose: bool = False) -> dict[str, 
                        "total_seconds": search_seconds + final_seconds,
                        "last_session_wall_seconds": time.time() - start},
               "final": None if final is None else {"test_accuracy": final["test_accuracy"], "trial": final["trial"],
-                                                   "epochs": final["epochs"]},
+                                                   "epochs": final["epochs"], "init": final.get("init", "scratch")},
               "final_error": final_error, "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else list(range(os.cpu_count() or 1)), "pinned": bool(os.environ.get("MORPHNAS_CELL_PINNED")),
               "finished_at": time.time()}
@@ -622,7 +636,7 @@ def suite_cells(spec: dict[str, Any], out: str | Path) -> list[Cell]:
             for budget in spec["budget"]["values"]:
                 for seed in spec["seeds"]:
                     cells.append(_cell(task, entry, spec["budget"]["kind"], budget, seed, spec["search"],
-                                       spec["plugins"], out, str(out)))
+                                       spec["plugins"], out, str(out), spec.get("final_init", "scratch")))
     return cells
 
 
