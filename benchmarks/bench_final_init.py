@@ -35,7 +35,6 @@ from morphnas.fileio import atomic_write
 from morphnas.graph.graph import Graph
 from morphnas.storage.rundir import RunDir
 from morphnas.trainer import EpochRecord, Trainer
-from morphnas.trainer.augment import Normalizer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         raise SystemExit(f"{args.run} is a run on a synthetic objective: nothing to train")
     record = pick_trial(run, args.trial)
-    train, val = data.split_validation(config.val_fraction, config.seed)
-    norm = run.normalization()
+    _, val = data.split_validation(config.val_fraction, config.seed)  # the split the trainer validates on
     cfg = replace(final_train_config(config), max_epochs=args.epochs, patience=None, time_limit=None)
     cfg = replace(cfg, lr=(cfg.lr if cfg.lr is not None else replace(cfg, lr_scaling="none").base_lr) * args.lr_scale)
     init_seed, train_seed = trial_seeds(config.seed, FINAL_SEED_KEY)
@@ -73,10 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             graph = run.load_model(record.id)
         else:
             raise SystemExit(f"unknown start {init!r}: expected scratch or inherit")
-        trainer = Trainer(train, val, cfg, device=config.device, n_classes=data.n_classes,
-                          flip_default=data.flip_ok, crop_padding_default=data.crop_padding)
-        trainer.normalizer = Normalizer(torch.tensor(norm["mean"], dtype=torch.float32),
-                                        torch.tensor(norm["std"], dtype=torch.float32)).to(trainer.device)
+        trainer = Trainer.from_dataset(data, cfg, val_fraction=config.val_fraction, seed=config.seed,
+                                       device=config.device)  # the search's split and normalisation
         module = graph.to_module()
         start = trainer.evaluate(module, val).accuracy
         print(f"{init}: trial {record.id}, validation accuracy before training {start:.4f}", flush=True)
