@@ -98,9 +98,11 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                                     "(autokeras's), exp-distance, wl, descriptors")
     p.add_argument("--acquisition", help="acquisition of the GP strategies: ei (bayesian's default), ucb "
                                          "(autokeras's), pi, thompson")
-    p.add_argument("--generator", help="initial architecture: cnn (default), resnet, densenet, mlp")
+    p.add_argument("--generator", help="initial architectures, one or several, comma-separated: cnn, resnet, "
+                                       "densenet, mlp (default cnn,resnet)")
     p.add_argument("--generator-args", type=parse_key_values, action=_MergeKeyValues, metavar="KEY=VALUE,...",
-                   help="the generator's arguments, e.g. filters=32,dense_units=64 (repeatable)")
+                   help="the generators' arguments, e.g. filters=32,resnet.width=8 (a plain KEY goes to each "
+                        "generator that takes it, NAME.KEY to that one; repeatable)")
     p.add_argument("--max-trials", type=int, help="trial budget (default 5 when no time budget is given)")
     p.add_argument("--time-budget", type=parse_duration,
                    help="wall-clock budget of the whole job, search + final training + test, e.g. 3600, 30m, 2h")

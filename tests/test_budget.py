@@ -25,8 +25,8 @@ from morphnas.storage import RunDir
 from morphnas.trainer import TrainConfig, Trainer, load_dataset
 from morphnas.trainer import trainer as trainer_module
 
-TINY = {"dataset": "demo", "generator_args": {"filters": 8, "dense_units": 16}, "batch_size": 64, "quiet": True,
-        "seed": 3, "max_params": 30_000, "max_width": 64}
+TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "batch_size": 64,
+        "quiet": True, "seed": 3, "max_params": 30_000, "max_width": 64}
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +324,7 @@ def test_image_classifier_with_a_time_budget_gets_its_final_model_within_it(tmp_
     x, y = data.train.x[:1000].numpy(), data.train.y[:1000].numpy()
     start = time.time()
     clf = morphnas.ImageClassifier(time_budget=12, max_epochs=2, directory=tmp_path / "clf", batch_size=64,
-                                   generator_args={"filters": 8, "dense_units": 16}, max_params=30_000)
+                                   generator="cnn", generator_args={"filters": 8, "dense_units": 16}, max_params=30_000)
     clf.fit(x, y)  # no test split: the final step trains the final model and tests nothing
     assert time.time() - start <= 12 + margin_seconds(12)
     run = RunDir.open(tmp_path / "clf")

@@ -20,7 +20,7 @@ from morphnas.storage import RunDir, RunDirError
 from morphnas.storage.tensorboard import BEST_BY_SECOND, BEST_BY_TRIAL, EPOCH_TAGS, HPARAM_METRIC
 from morphnas.trainer.datasets import load_demo
 
-TINY = {"dataset": "demo", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
+TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
         "batch_size": 64, "quiet": True, "seed": 3, "max_params": 30_000, "max_width": 64}
 
 
@@ -167,7 +167,7 @@ def test_unknown_names_and_impossible_budgets_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown configuration keys \\['max_trial'\\]"):
         morphnas.search(max_trial=3)
     with pytest.raises(ValueError, match="unknown generator 'vgg'"):
-        morphnas.search(out=str(out), generator="vgg", **TINY)
+        morphnas.search(out=str(out), **{**TINY, "generator": "vgg"})
     assert not out.exists(), "nothing is written for a search that cannot start"
 
 
@@ -221,7 +221,7 @@ def test_image_classifier_fit_predict_evaluate_export(tmp_path):
     x, y = data.train.x[:1000].numpy(), data.train.y[:1000].numpy()
     xt, yt = data.test.x[:200].numpy(), data.test.y[:200].numpy()
     clf = morphnas.ImageClassifier(max_trials=2, max_epochs=1, final_epochs=3, directory=tmp_path / "clf",
-                                   generator_args={"filters": 8, "dense_units": 16}, batch_size=64,
+                                   generator="cnn", generator_args={"filters": 8, "dense_units": 16}, batch_size=64,
                                    max_params=30_000)
     clf.fit(x[:, 0], y, xt[:, 0], yt)  # N×H×W grayscale arrays are accepted
     pred = clf.predict(xt[:, 0])

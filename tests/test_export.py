@@ -19,7 +19,7 @@ from morphnas.engine import export as export_module
 from morphnas.engine.export import load_torchscript
 from morphnas.trainer.datasets import FASHION_MNIST_CLASSES, load_demo
 
-TINY = {"dataset": "demo", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
+TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
         "batch_size": 64, "quiet": True, "seed": 3, "max_params": 30_000, "max_width": 64}
 ATOL = 1e-4
 

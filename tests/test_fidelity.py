@@ -32,8 +32,8 @@ from morphnas.storage.rundir import TrialRecord, best_trial
 from morphnas.trainer.datasets import load_demo
 from morphnas.trainer.trainer import TrainConfig, Trainer
 
-TINY = {"dataset": "demo", "generator_args": {"filters": 8, "dense_units": 16}, "batch_size": 64, "quiet": True,
-        "seed": 3, "max_params": 30_000, "max_width": 64}
+TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "batch_size": 64,
+        "quiet": True, "seed": 3, "max_params": 30_000, "max_width": 64}
 OBJECTIVE = {"objective": "stats-target", "quiet": True, "seed": 4, "fidelity": "asha", "min_epochs": 1,
              "eta": 2, "max_epochs": 4}
 
@@ -366,7 +366,7 @@ def test_kill_minus_nine_then_resume_equals_an_uninterrupted_multi_fidelity_sear
     config = tmp_path / "search.toml"
     config.write_text('[search]\ndataset = "demo"\nmax_trials = 6\nmax_epochs = 3\nfidelity = "asha"\neta = 2\n'
                       'batch_size = 64\nseed = 7\nmax_params = 30000\nmax_width = 64\n'
-                      "generator_args = { filters = 8, dense_units = 16 }\n")
+                      "generator = \"cnn\"\ngenerator_args = { filters = 8, dense_units = 16 }\n")
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     ref = cli("search", "--config", str(config), "--out", str(whole), "--quiet", threads=1)
     victim = cli("search", "--config", str(config), "--out", str(killed), "--quiet", threads=1)

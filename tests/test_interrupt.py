@@ -30,6 +30,7 @@ batch_size = 64
 seed = 4
 max_params = 30000
 max_width = 64
+generator = "cnn"
 generator_args = {{ filters = 8, dense_units = 16 }}
 plugins = ["{plugin}"]
 {extra}

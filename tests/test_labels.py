@@ -14,8 +14,8 @@ from morphnas.engine.export import read_extra
 from morphnas.trainer.arrays import LabelEncoding, label_array
 from morphnas.trainer.datasets import FASHION_MNIST_CLASSES, load_demo
 
-SMALL = {"max_trials": 1, "max_epochs": 1, "final_epochs": 1, "generator_args": {"filters": 8, "dense_units": 16},
-         "batch_size": 64, "max_params": 30_000}
+SMALL = {"max_trials": 1, "max_epochs": 1, "final_epochs": 1, "generator": "cnn",
+         "generator_args": {"filters": 8, "dense_units": 16}, "batch_size": 64, "max_params": 30_000}
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from morphnas.storage import RunDir
 
 ray = pytest.importorskip("ray")
 
-TINY = {"dataset": "demo", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
+TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
         "batch_size": 64, "quiet": True, "seed": 5, "max_params": 30_000, "max_width": 64}
 
 PLUGIN = '''
@@ -188,6 +188,7 @@ seed = 7
 executor = "process"
 workers = 2
 sync = {sync}
+generator = "cnn"
 generator_args = {{ filters = 8, dense_units = 16 }}
 """
 

@@ -179,7 +179,8 @@ def test_the_final_starts_from_the_searched_weights_or_from_scratch_as_asked(tmp
 
     monkeypatch.setattr(Trainer, "fit", spy)
     run = morphnas.search(out=str(tmp_path / "run"), dataset="demo", max_trials=2, max_epochs=1, final_epochs=1,
-                          seed=3, generator_args={"filters": 8, "dense_units": 16}, batch_size=64, quiet=True)
+                          seed=3, generator="cnn", generator_args={"filters": 8, "dense_units": 16}, batch_size=64,
+                          quiet=True)
     rd = RunDir.open(run.path)
     try:
         assert stored_config(rd).final_init == "inherit"

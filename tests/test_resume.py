@@ -22,6 +22,7 @@ max_params = 30000
 max_width = 64
 batch_size = 64
 seed = 11
+generator = "cnn"
 generator_args = {{ filters = 8, dense_units = 16 }}
 {extra}
 """

@@ -95,6 +95,8 @@ def test_tiny_real_training_suite(tmp_path):
         assert record["trials"] == 2 and 0.0 < record["final"]["test_accuracy"] <= 1.0
         assert record["cost"]["final_seconds"] > 0
         assert record["final"]["init"] == "scratch"  # a suite compares architectures at equal training
+        # a cell starts from the CNN alone unless the suite says otherwise: the start its records compared from
+        assert json.loads((out / f"demo/{lab}/b2/s0/config.json").read_text())["generator"] == "cnn"
     rep = json.loads((out / "report.json").read_text())
     assert rep["groups"]["demo/b2"]["score"] == "final test accuracy"
     assert rep["groups"]["demo/b2"]["strategies"]["random"]["test_accuracy"]["n"] == 1

@@ -20,7 +20,7 @@ from morphnas.graph import generators, morphisms
 from morphnas.storage.draw import INPUT, architecture_layout, save_architecture
 from morphnas.storage.tensorboard import ARCHITECTURE_IMAGE
 
-TINY = {"dataset": "demo", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
+TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "max_epochs": 1,
         "batch_size": 64, "seed": 3, "max_params": 30_000, "max_width": 64}
 
 
@@ -167,7 +167,8 @@ def test_cli_search_quiet_prints_only_the_run_directory(tmp_path, capsys):
     from morphnas.cli import main
 
     out = tmp_path / "q"
-    (tmp_path / "tiny.toml").write_text("[search]\ngenerator_args = { filters = 8, dense_units = 16 }\n")
+    (tmp_path / "tiny.toml").write_text("[search]\ngenerator = \"cnn\"\n"
+                                        "generator_args = { filters = 8, dense_units = 16 }\n")
     assert main(["search", "-q", "--config", str(tmp_path / "tiny.toml"), "--max-trials", "1", "--max-epochs", "1",
                  "--batch-size", "128", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)

@@ -13,6 +13,12 @@ a synthetic ``objective``, which has no epochs). A run directory written
 before multi-fidelity existed has no ``fidelity`` in its config and resumes single-fidelity. Why asha by
 default, measured: at an equal 10-minute whole-job budget on a 10,000-image Fashion-MNIST subset it tested higher
 than single fidelity on each of 3 seeds (mean 89.47 % vs 88.86 %, 1.8x the trials; docs/benchmarks.md).
+
+Initial architectures: a search on data starts from every generator in ``generator`` (default the CNN and
+the ResNet, trained in that order before any morphism, as the original Auto-Keras's CNN module did); a run
+directory written when the default was the CNN alone stored ``"cnn"`` and resumes with it. Why both, measured:
+the ResNet trained alone beat every architecture the search grew from the CNN within the hour
+(docs/experiments.md), so the search should be able to build on it. ``morphnas train`` trains one network.
 """
 
 from __future__ import annotations
@@ -35,11 +41,14 @@ EXECUTORS = ("thread", "process", "ray")
 MODES = ("search", "train")
 FINAL_INITS = ("inherit", "scratch")  # where the final training starts (engine/final.py says why inherit)
 DEFAULT_TRIALS = 5  # max_trials of a search given no budget at all (the demo)
+DEFAULT_GENERATORS = ("cnn", "resnet")  # a search's initial architectures, as Auto-Keras's CNN module had them
+TRAIN_GENERATOR = "cnn"  # what `morphnas train` trains when given neither a generator nor an architecture
 
 
 class _Unset:
     """A default resolved by ``validate`` from the other settings: ``max_trials`` (DEFAULT_TRIALS if no other
-    budget is set, else no trial cap) and ``fidelity`` ("asha" where there are two rungs, else "single")."""
+    budget is set, else no trial cap), ``fidelity`` ("asha" where there are two rungs, else "single") and
+    ``generator`` (DEFAULT_GENERATORS for a search, TRAIN_GENERATOR for ``morphnas train``)."""
 
     def __repr__(self) -> str:
         return "<unset>"
@@ -59,8 +68,8 @@ class SearchConfig:
     kernel: str | None = None  # None: the strategy's default (bayesian: additive, autokeras: bourgain); GP only
     acquisition: str | None = None  # None: the strategy's default (bayesian: ei, autokeras: ucb)
     strategy_args: dict[str, Any] = field(default_factory=dict)
-    generator: str = "cnn"
-    generator_args: dict[str, Any] = field(default_factory=dict)
+    generator: str | list[str] = _UNSET  # search: "cnn" and "resnet" (both trained first); train: "cnn"
+    generator_args: dict[str, Any] = field(default_factory=dict)  # several generators: see generator_arguments
     max_trials: int | None = _UNSET  # default: 5 if no other budget is set, else None
     time_budget: float | None = None  # seconds of wall-clock for the whole job: search + final training + test
     epoch_budget: int | None = None  # training epochs of all finished trials together (stop suggesting at it)
@@ -110,6 +119,7 @@ class SearchConfig:
         if self.mode == "search" and self.architecture is not None:
             raise ValueError("architecture is the architecture of a `morphnas train` job (mode 'train'); a search "
                              "starts from its generator")
+        self._validate_generators()
         if isinstance(self.max_trials, _Unset):
             no_budget = self.time_budget is None and self.epoch_budget is None and self.mode == "search"
             self.max_trials = DEFAULT_TRIALS if no_budget else None
@@ -189,6 +199,30 @@ class SearchConfig:
         if not isinstance(self.objective_options, dict):
             raise ValueError(f"objective_options must be a table of options, got {self.objective_options!r}")
         return self
+
+    def _validate_generators(self) -> None:
+        """Resolve the default generators; one name stays a string, several (a list, or "cnn,resnet") a list."""
+        if isinstance(self.generator, _Unset):
+            self.generator = TRAIN_GENERATOR if self.mode == "train" else list(DEFAULT_GENERATORS)
+        names = self.generator.split(",") if isinstance(self.generator, str) else self.generator
+        if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) and n.strip()
+                                                                       for n in names):
+            raise ValueError(f"generator must be a generator's name or a list of names (e.g. 'cnn' or "
+                             f"['cnn', 'resnet']), got {self.generator!r}")
+        names = [n.strip() for n in names]
+        if len(set(names)) != len(names):
+            raise ValueError(f"generator names a generator twice: {names}")
+        if self.mode == "train" and len(names) > 1:
+            raise ValueError(f"`morphnas train` trains one network, but generator names {len(names)}: {names}; "
+                             "give one")
+        self.generator = names[0] if len(names) == 1 else names
+        if not isinstance(self.generator_args, dict):
+            raise ValueError(f"generator_args must be a table of arguments, got {self.generator_args!r}")
+
+    @property
+    def generators(self) -> list[str]:
+        """The names of the generators whose architectures the search starts from, in the order trained."""
+        return [self.generator] if isinstance(self.generator, str) else list(self.generator)
 
     def _validate_train(self) -> None:
         """The settings of a ``morphnas train`` job: one architecture, epochs or a time budget, no search."""

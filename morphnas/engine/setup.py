@@ -83,14 +83,48 @@ def make_run_objective(config: SearchConfig) -> Objective:
 
 
 def initial_architectures(config: SearchConfig, data: ImageDataset | None) -> list[Graph]:
-    """The architectures a search starts from: the objective's ``start()``, else the generator's sized to the
-    data."""
+    """The architectures a search starts from: the objective's ``start()``, else each generator's sized to the
+    data (in the order of ``config.generators``)."""
     if config.objective is not None:
         return [make_run_objective(config).start()]
     if data is None:
         raise ValueError("a search that trains needs its dataset")
-    generator = get_generator(config.generator)
-    return [generator(data.input_shape, data.n_classes, **config.generator_args, seed=None)]
+    initial = []
+    for name, args in generator_arguments(config).items():
+        try:
+            initial.append(get_generator(name)(data.input_shape, data.n_classes, **args, seed=None))
+        except TypeError as exc:
+            raise ValueError(f"generator {name!r}: bad generator arguments {args}: {exc}") from None
+    return initial
+
+
+def generator_arguments(config: SearchConfig) -> dict[str, dict[str, Any]]:
+    """Each generator's arguments from ``config.generator_args``.
+
+    With one generator the table is its arguments. With several, an argument is addressed to one generator as
+    ``resnet.width = 8`` or in a sub-table ``resnet = {width = 8}``; a plain ``filters = 8`` goes to every
+    generator that takes a ``filters`` argument, and is an error if none does (a typo must not vanish).
+    """
+    names = config.generators
+    for name in names:
+        get_generator(name)  # unknown names fail first, with the list of valid ones
+    if len(names) == 1:
+        return {names[0]: dict(config.generator_args)}
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in config.generator_args.items():
+        head, dot, tail = key.partition(".")
+        if key in out and isinstance(value, dict):
+            out[key].update(value)
+        elif dot and head in out and tail:
+            out[head][tail] = value
+        else:
+            takers = [n for n in names if key in inspect.signature(get_generator(n)).parameters]
+            if not takers:
+                raise ValueError(f"generator argument {key!r} is taken by none of the generators {names}; address "
+                                 f"it to one as NAME.{key} (e.g. {names[-1]}.{key}), or check its spelling")
+            for name in takers:
+                out[name][key] = value
+    return out
 
 
 def build_strategy(config: SearchConfig, initial: list[Graph]) -> Strategy:

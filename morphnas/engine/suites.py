@@ -69,6 +69,8 @@ SUITE_FORMAT = "morphnas.suite"
 SUITE_FILE = "suite.json"
 CELL_FILE = "cell.json"
 DATASETS_DIR = "datasets"
+SUITE_GENERATOR = "cnn"  # a dataset cell's start unless [search] or the task sets one: the start every suite
+#                          recorded so far compared strategies from (a search's own default is cnn and resnet)
 BUDGET_KINDS = {"trials": "max_trials", "epochs": "epoch_budget", "seconds": "time_budget"}
 TOP_KEYS = {"name", "description", "seeds", "plugins", "budget", "final", "search", "dataset", "objective",
             "strategy"}
@@ -346,8 +348,9 @@ def _strategies(raw: dict[str, Any], where: str) -> list[dict[str, Any]]:
 
 def _cell(task: Task, entry: dict[str, Any], kind: str, budget: float, seed: int, common: dict[str, Any],
           plugins: list[str], out: Path, where: str, final_init: str = "scratch") -> Cell:
-    config: dict[str, Any] = {**common, "strategy": entry["name"], "kernel": entry["kernel"],
-                              "acquisition": entry["acquisition"], "strategy_args": copy.deepcopy(entry["options"]),
+    config: dict[str, Any] = {"generator": SUITE_GENERATOR, **common, "strategy": entry["name"],
+                              "kernel": entry["kernel"], "acquisition": entry["acquisition"],
+                              "strategy_args": copy.deepcopy(entry["options"]),
                               "seed": seed, "plugins": plugins, "final_epochs": 0, "final_time": 0,
                               "final_init": final_init,
                               "max_trials": None, "time_budget": None, "epoch_budget": None, "quiet": True}
