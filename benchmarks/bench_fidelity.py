@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategy", default="bayesian")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument("--generator", default="cnn", help="initial architectures (the recorded figures: cnn)")
     ap.add_argument("--generator-args", type=json.loads, default={}, help='JSON, e.g. \'{"filters": 32}\'')
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--out", default=None, help="directory for the run directories (default: a temporary one)")
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             morphnas.search(data=data, dataset=args.dataset, strategy=args.strategy, seed=seed,
                             time_budget=args.time_budget, max_epochs=epochs, fidelity=mode,
                             min_epochs=args.min_epochs, eta=args.eta, batch_size=args.batch_size,
-                            generator_args=args.generator_args, out=str(path), quiet=True)
+                            generator=args.generator, generator_args=args.generator_args, out=str(path),
+                            quiet=True)
             rows.append({"seed": seed, **summarise(path, mode, args.max_epochs)})
             r = rows[-1]
             print(f"  {r['trials']} trials ({r['promotions']} promotions), {r['architectures']} architectures; "

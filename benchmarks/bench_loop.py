@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--strategy", default="bayesian")
+    ap.add_argument("--generator", default="cnn", help="initial architectures (the recorded figures: cnn)")
     ap.add_argument("--dataset", default="demo")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--run", help="analyse this existing run directory instead of running a search")
@@ -52,7 +53,8 @@ def main() -> None:
         path = Path(tempfile.mkdtemp(prefix="bench-loop-")) / "run"
         start = time.perf_counter()
         morphnas.search(dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
-                        max_trials=args.trials, max_epochs=args.epochs, out=str(path), quiet=True)
+                        generator=args.generator, max_trials=args.trials, max_epochs=args.epochs, out=str(path),
+                        quiet=True)
         print(f"search took {time.perf_counter() - start:.1f} s (process wall-clock)")
     res = analyse(path)
     print(f"{res['trials']} trials, {res['elapsed_s']:.1f} s of search, {res['fit_s']:.1f} s in Trainer.fit: "

@@ -75,8 +75,8 @@ def demo_run(out: Path, trials: int) -> Path:
     import morphnas
 
     run = morphnas.search(out=str(out), dataset="demo", max_trials=trials, max_epochs=2, batch_size=64, seed=3,
-                          generator_args={"filters": 8, "dense_units": 16}, max_params=30_000, max_width=64,
-                          quiet=True)
+                          generator="cnn", generator_args={"filters": 8, "dense_units": 16}, max_params=30_000,
+                          max_width=64, quiet=True)
     return run.path
 
 

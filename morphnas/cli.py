@@ -84,7 +84,9 @@ class _MergeKeyValues(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        setattr(namespace, self.dest, {**(getattr(namespace, self.dest, None) or {}), **values})
+        from morphnas.engine.config import merge_tables
+
+        setattr(namespace, self.dest, merge_tables(getattr(namespace, self.dest, None) or {}, values))
 
 
 def _search_options(p: argparse.ArgumentParser) -> None:
@@ -102,7 +104,7 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                                        "densenet, mlp (default cnn,resnet)")
     p.add_argument("--generator-args", type=parse_key_values, action=_MergeKeyValues, metavar="KEY=VALUE,...",
                    help="the generators' arguments, e.g. filters=32,resnet.width=8 (a plain KEY goes to each "
-                        "generator that takes it, NAME.KEY to that one; repeatable)")
+                        "generator that takes it, NAME.KEY to that one; repeatable; merged into --config's)")
     p.add_argument("--max-trials", type=int, help="trial budget (default 5 when no time budget is given)")
     p.add_argument("--time-budget", type=parse_duration,
                    help="wall-clock budget of the whole job, search + final training + test, e.g. 3600, 30m, 2h")

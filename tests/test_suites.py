@@ -184,6 +184,8 @@ def test_killed_suite_rerun_loses_and_repeats_nothing(tmp_path):
      '[[strategy]]\nname = "random"', "[final] init must be one of inherit, scratch, got 'warm'"),
     ('seeds = [0]\n[budget]\ntrials = 3\n[search]\nfinal_init = "inherit"\n[[objective]]\nname = "stats-target"\n'
      '[[strategy]]\nname = "random"', "the final protocol is set in [final]"),
+    ('seeds = [0]\n[budget]\ntrials = 3\n[search]\ngenerator_args = { "resnet.width" = 8 }\n[[dataset]]\n'
+     'name = "demo"\n[[strategy]]\nname = "random"', "addressed to 'resnet', which is not among the generators"),
 ])
 def test_bad_suite_is_one_line_error_and_writes_nothing(tmp_path, capsys, body, message):
     suite = _write(tmp_path, body)

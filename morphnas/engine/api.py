@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from morphnas.engine.config import SearchConfig
+from morphnas.engine.config import DEFAULT_GENERATORS, SearchConfig
 from morphnas.engine.export import export as export_run
 from morphnas.engine.final import run_final_step, train_network
 from morphnas.engine.loop import Progress, Search, SearchInterrupted, create_search, open_search
@@ -144,6 +144,9 @@ def train(config: SearchConfig | None = None, *, data: ImageDataset | None = Non
     """
     base = config.to_dict() if config is not None else {}
     arch = options.pop("architecture", base.pop("architecture", None))
+    if isinstance(base.get("generator"), list) and (arch is not None or "generator" in options
+                                                     or base["generator"] == list(DEFAULT_GENERATORS)):
+        del base["generator"]  # a search config's starts; the network is given, or the train default applies
     if arch is not None:
         options["architecture"] = read_architecture(arch)
     if epochs is not None:

@@ -261,7 +261,8 @@ class SearchConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> SearchConfig:
-        """Read a TOML file (keys at top level or under ``[search]``); ``overrides`` win over the file."""
+        """Read a TOML file (keys at top level or under ``[search]``); ``overrides`` win over the file
+        (``generator_args`` are merged, an override's argument winning over the file's)."""
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())
@@ -270,4 +271,17 @@ class SearchConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
         data = data.get("search", data)
-        return cls.from_dict({**data, **overrides})
+        merged = {**data, **overrides}
+        if isinstance(data.get("generator_args"), dict) and isinstance(overrides.get("generator_args"), dict):
+            merged["generator_args"] = merge_tables(data["generator_args"], overrides["generator_args"])
+        return cls.from_dict(merged)
+
+
+def merge_tables(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``, sub-tables merged key by key: ``resnet = {width = 8}`` then
+    ``resnet = {depth = 8}`` keeps both, and a flag's ``resnet.width=8`` keeps the file's CNN arguments."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge_tables(out[key], value) if both else value
+    return out

@@ -67,8 +67,15 @@ from morphnas.engine.budget import (
 )
 from morphnas.engine.config import FINAL_INITS, SearchConfig
 from morphnas.engine.plugins import load_plugins, resolve
-from morphnas.engine.setup import load_data, stored_config, train_config, trial_seeds, write_run_data
-from morphnas.graph.generators import get_generator
+from morphnas.engine.setup import (
+    generate,
+    generator_arguments,
+    load_data,
+    stored_config,
+    train_config,
+    trial_seeds,
+    write_run_data,
+)
 from morphnas.graph.graph import Graph, GraphError
 from morphnas.storage.rundir import RunDir, RunDirError, TrialRecord
 from morphnas.trainer.augment import Normalizer
@@ -450,14 +457,9 @@ def network(config: SearchConfig, data: ImageDataset) -> tuple[Graph, str]:
             raise ValueError(f"the architecture cannot be used: {exc}") from None
         name = str(config.architecture.get("name") or "the given architecture")
     else:
-        generator = get_generator(config.generator)
-        try:
-            graph = generator(data.input_shape, data.n_classes, **config.generator_args, seed=None)
-        except TypeError as exc:
-            raise ValueError(f"generator {config.generator!r}: bad generator arguments "
-                             f"{config.generator_args}: {exc}") from None
-        args = ", ".join(f"{k}={v}" for k, v in config.generator_args.items())
-        name = f"{config.generator}({args})"
+        [(generator, args)] = generator_arguments(config).items()  # one: the config refuses several in train mode
+        graph = generate(generator, args, data)
+        name = f"{generator}({', '.join(f'{k}={v}' for k, v in args.items())})"
     if tuple(graph.input_shape) != tuple(data.input_shape):
         raise ValueError(f"the network takes inputs of shape {tuple(graph.input_shape)}, but {config.dataset!r} "
                          f"images are {tuple(data.input_shape)}")

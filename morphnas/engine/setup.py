@@ -89,36 +89,51 @@ def initial_architectures(config: SearchConfig, data: ImageDataset | None) -> li
         return [make_run_objective(config).start()]
     if data is None:
         raise ValueError("a search that trains needs its dataset")
-    initial = []
-    for name, args in generator_arguments(config).items():
-        try:
-            initial.append(get_generator(name)(data.input_shape, data.n_classes, **args, seed=None))
-        except TypeError as exc:
-            raise ValueError(f"generator {name!r}: bad generator arguments {args}: {exc}") from None
-    return initial
+    return [generate(name, args, data) for name, args in generator_arguments(config).items()]
+
+
+def generate(name: str, args: dict[str, Any], data: ImageDataset) -> Graph:
+    """Generator ``name``'s architecture (no weights) for the data's input shape and classes; ValueError naming
+    the generator when it takes no such arguments."""
+    try:
+        return get_generator(name)(data.input_shape, data.n_classes, **args, seed=None)
+    except TypeError as exc:
+        raise ValueError(f"generator {name!r}: bad generator arguments {args}: {exc}") from None
+
+
+_SET_BY_THE_SEARCH = ("input_shape", "n_classes", "seed")  # every generator's, never the user's to give
 
 
 def generator_arguments(config: SearchConfig) -> dict[str, dict[str, Any]]:
     """Each generator's arguments from ``config.generator_args``.
 
-    With one generator the table is its arguments. With several, an argument is addressed to one generator as
-    ``resnet.width = 8`` or in a sub-table ``resnet = {width = 8}``; a plain ``filters = 8`` goes to every
-    generator that takes a ``filters`` argument, and is an error if none does (a typo must not vanish).
+    An argument is addressed to one generator as ``resnet.width = 8`` or in a sub-table ``resnet = {width = 8}``.
+    A plain ``filters = 8`` goes to the one generator there is, or, with several, to every generator that takes
+    a ``filters`` argument, and is an error if none does (a typo must not vanish).
     """
     names = config.generators
     for name in names:
         get_generator(name)  # unknown names fail first, with the list of valid ones
-    if len(names) == 1:
-        return {names[0]: dict(config.generator_args)}
     out: dict[str, dict[str, Any]] = {name: {} for name in names}
     for key, value in config.generator_args.items():
         head, dot, tail = key.partition(".")
-        if key in out and isinstance(value, dict):
+        if isinstance(value, dict) and not dot:
+            if key not in out:
+                raise ValueError(f"generator_args has a table for {key!r}, which is not among the generators "
+                                 f"{names}")
             out[key].update(value)
-        elif dot and head in out and tail:
+        elif dot:
+            if head not in out:
+                raise ValueError(f"generator argument {key!r} is addressed to {head!r}, which is not among the "
+                                 f"generators {names}")
+            if not tail:
+                raise ValueError(f"generator argument {key!r} names no argument after {head + '.'!r}")
             out[head][tail] = value
+        elif len(names) == 1:
+            out[names[0]][key] = value  # the generator itself says if it takes no such argument
         else:
-            takers = [n for n in names if key in inspect.signature(get_generator(n)).parameters]
+            takers = [n for n in names if key not in _SET_BY_THE_SEARCH
+                      and key in inspect.signature(get_generator(n)).parameters]
             if not takers:
                 raise ValueError(f"generator argument {key!r} is taken by none of the generators {names}; address "
                                  f"it to one as NAME.{key} (e.g. {names[-1]}.{key}), or check its spelling")

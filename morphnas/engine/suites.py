@@ -370,10 +370,12 @@ def _cell(task: Task, entry: dict[str, Any], kind: str, budget: float, seed: int
 
 
 def _check_strategy(config: SearchConfig, where: str, label: str) -> None:
-    from morphnas.engine.setup import build_strategy, initial_architectures
+    from morphnas.engine.setup import build_strategy, generator_arguments, initial_architectures
     from morphnas.searcher.objectives import start_architecture
 
     try:
+        if config.objective is None:
+            generator_arguments(config)  # names and arguments, checked without the data
         initial = initial_architectures(config, None) if config.objective else [start_architecture()]
         build_strategy(config, initial)
     except (TypeError, ValueError) as exc:
