@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int)
     p.add_argument("--time-budget", type=parse_duration, help="a new budget for the whole job (over all sessions)")
     p.add_argument("--final-time", type=parse_duration_or_zero, help="a new share of it for the final step")
+    p.add_argument("--final-init", choices=("inherit", "scratch"),
+                   help="where the final step's training starts, if it has not run yet (default: as recorded)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars on a terminal, plain lines")
     p.set_defaults(func=cmd_resume)

@@ -5,6 +5,7 @@ inside its first epoch prices a whole epoch, and the final step takes a recipe (
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -213,3 +214,19 @@ def test_the_final_starts_from_the_searched_weights_or_from_scratch_as_asked(tmp
         SearchConfig(final_init="warm").validate()
     with pytest.raises(ValueError, match="init must be one of inherit, scratch"):
         final_evaluation(run.path, epochs=1, init="warm")
+
+
+def test_resume_can_choose_where_a_final_step_not_yet_run_starts(tmp_path) -> None:
+    """``morphnas resume --final-init scratch`` on a search whose final step has not run (here: its final.json and
+    final model removed, as after a crash before it): the final starts from fresh weights and says so."""
+    import morphnas
+
+    run = morphnas.search(out=str(tmp_path / "run"), dataset="demo", max_trials=1, max_epochs=1, final_epochs=1,
+                          seed=3, generator="cnn", generator_args={"filters": 8, "dense_units": 16}, batch_size=64,
+                          quiet=True)
+    assert json.loads((run.path / "final.json").read_text())["init"] == "inherit"
+    (run.path / "final.json").unlink()  # as after a crash before the final step wrote anything
+    shutil.rmtree(run.path / "models" / "final")
+    assert main(["resume", str(run.path), "--final-init", "scratch", "-q"]) == 0
+    assert json.loads((run.path / "final.json").read_text())["init"] == "scratch"
+    assert json.loads((run.path / "config.json").read_text())["final_init"] == "scratch"

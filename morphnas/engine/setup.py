@@ -180,6 +180,7 @@ def stored_config(run: RunDir) -> SearchConfig:
     stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
     stored.setdefault("fidelity", "single")  # written before multi-fidelity existed: it ran single-fidelity
     stored.setdefault("final_init", "scratch")  # written before final_init existed: its final trained from scratch
+    stored.setdefault("generator", "cnn")  # every config.json has it; a hand-made one without it started from the CNN
     try:
         config = SearchConfig.from_dict(stored)
     except (TypeError, ValueError) as exc:
