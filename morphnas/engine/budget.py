@@ -36,7 +36,13 @@ The rules, and why (docs/architecture.md, "The budget"):
   expected improvement per second: dividing by cost favours the cheapest networks all the time, also early when
   the budget could pay for bigger ones, while the failure to avoid is a single proposal that eats the budget
   (a 646k-parameter child at 670 images/s whose 15-epoch retrain took 66 minutes). The cap never falls below
-  ``COST_CAP_FLOOR`` times the cheapest trained network, so the search can still grow from it.
+  ``COST_CAP_FLOOR`` times the cheapest trained network, so the search can still grow from it, nor below
+  ``COST_CAP_FLOOR`` times the best trial's own MACs as far as the final step could retrain such a child at the
+  best's *own* measured seconds per MAC: cheap children of the best stay proposable to the search's end.
+  Why: one median rate over all trials mispredicts a family it did not come from (in the third hour of
+  docs/experiments.md the CNN line ran 3.3 µs per MAC, the ResNet line 2.4), and with the time left it put the
+  cap below the best's own cost from minute 17 on, so the best line, already measured and affordable, froze.
+  The floor cannot compound: once the best itself could not be retrained for the target epochs, it is gone.
 
 Runs bounded by wall-clock are not bit-reproducible (where a trial is cut and how many final epochs fit
 depend on the machine's speed); runs bounded by trials or epochs are.
@@ -169,14 +175,16 @@ def plan_epochs(seconds: float, epoch_seconds: float, cap: int) -> int:
 
 
 def cost_cap_macs(measured: Sequence[tuple[int, float]], *, search_seconds_left: float, workers: int,
-                  trial_epochs: int, final_epoch_seconds: float | None) -> int | None:
+                  trial_epochs: int, final_epoch_seconds: float | None,
+                  best: tuple[int, float] | None = None) -> int | None:
     """The largest multiply-accumulates per image a proposal may have (module doc, "a cost cap"); None before
     any trial has measured an epoch.
 
     ``measured``: ``(macs, seconds per epoch)`` of finished trials; ``final_epoch_seconds``: the most seconds a
-    trial-sized epoch may take for the final step to retrain it for its target epochs (None: no final step).
+    trial-sized epoch may take for the final step to retrain it for its target epochs (None: no final step);
+    ``best``: ``(macs, seconds per epoch)`` of the best trial so far, whose cheap children stay proposable.
     """
-    pairs = [(m, s) for m, s in measured if m and m > 0 and s > 0 and math.isfinite(s)]
+    pairs = [(m, s) for m, s in measured if _valid_cost(m, s)]
     if not pairs:
         return None
     seconds_per_mac = statistics.median(s / m for m, s in pairs)
@@ -184,7 +192,17 @@ def cost_cap_macs(measured: Sequence[tuple[int, float]], *, search_seconds_left:
     if final_epoch_seconds is not None:
         epoch_cap = min(epoch_cap, final_epoch_seconds)
     floor = COST_CAP_FLOOR * min(m for m, _ in pairs)
+    if best is not None and _valid_cost(*best):
+        best_macs, best_seconds = best
+        child = COST_CAP_FLOOR * best_macs
+        if final_epoch_seconds is not None:  # what the final step could retrain, at the best's own rate
+            child = min(child, final_epoch_seconds * best_macs / best_seconds)
+        floor = max(floor, child)
     return int(max(epoch_cap / seconds_per_mac, floor))
+
+
+def _valid_cost(macs: int | None, seconds: float | None) -> bool:
+    return bool(macs) and macs > 0 and seconds is not None and seconds > 0 and math.isfinite(seconds)
 
 
 def final_epoch_limit(budget: float, *, final_time: float | None, final_epochs: int, train_images: int,

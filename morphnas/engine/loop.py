@@ -259,8 +259,11 @@ class Search:
         n_train, n_val, _ = self.split_sizes()
         final = final_epoch_limit(config.time_budget, final_time=config.final_time if config.wants_final else 0,
                                   final_epochs=config.final_epochs, train_images=n_train, val_images=n_val)
+        best = self.best()
+        best_cost = (int(best.extra["macs"]), float(best.seconds_per_epoch)) \
+            if best is not None and best.seconds_per_epoch and best.extra.get("macs") else None
         return cost_cap_macs(measured, search_seconds_left=end - time.time(), workers=config.workers,
-                             trial_epochs=config.max_epochs, final_epoch_seconds=final)
+                             trial_epochs=config.max_epochs, final_epoch_seconds=final, best=best_cost)
 
     def _suggest(self, trial_id: int) -> TrialRecord | None:
         if not self._budget_left(trial_id):
