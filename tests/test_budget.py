@@ -152,13 +152,15 @@ def test_cost_cap_follows_the_time_left_and_the_final_share() -> None:
                                 final_epoch_seconds=20.0) == 10_000_000  # the final step could not retrain more
     # the best's cheap children stay proposable when the time left would not pay for them...
     late = partial(cap, search_seconds_left=60)  # 10 s an epoch: 5e6 MACs at the median rate
-    assert late(best=(40_000_000, 80.0)) == 50_000_000  # 1.25 x the best's own cost
-    # ... as far as the final step could retrain one, at the best's own rate (not the median's)
-    assert cap(search_seconds_left=60, final_epoch_seconds=90.0, best=(40_000_000, 80.0)) == 45_000_000
-    assert cap(search_seconds_left=60, final_epoch_seconds=90.0, best=(40_000_000, 60.0)) == 50_000_000
-    # a best the final step could not retrain at all gives no floor: the floor cannot compound
-    assert cap(search_seconds_left=60, final_epoch_seconds=50.0, best=(40_000_000, 80.0)) < 40_000_000
-    assert late(best=(40_000_000, float("nan"))) == late() == 5_000_000  # an unmeasured best changes nothing
+    assert late(best=(40_000_000, 100.0)) == cap(search_seconds_left=0, best=(40_000_000, 100.0)) == 50_000_000
+    # ... as far as the final step could retrain one, at the best's own rate (2.5e-6 s per MAC, not the median's 2e-6)
+    assert late(final_epoch_seconds=110.0, best=(40_000_000, 100.0)) == 44_000_000
+    assert late(final_epoch_seconds=110.0, best=(40_000_000, 60.0)) == 50_000_000
+    # a best too large to retrain for the target epochs lifts the cap only to what could be, below its own cost,
+    # so none of its children fit: the floor is bounded by the final step (the median rate would allow 25e6)
+    assert late(final_epoch_seconds=50.0, best=(40_000_000, 100.0)) == 20_000_000
+    for unmeasured in ((40_000_000, float("nan")), (40_000_000, 0.0), (0, 80.0)):
+        assert late(best=unmeasured) == late() == 5_000_000  # an unmeasured best changes nothing
     # 40 % of an hour for 10 epochs on train+validation, as a trial's epoch on 90 % of it
     assert budget.final_epoch_limit(3600, final_time=None, final_epochs=0, train_images=900,
                                     val_images=100) == pytest.approx(144 * 0.9)
@@ -223,19 +225,26 @@ def test_a_trial_cut_at_the_deadline_keeps_its_best_epoch_and_weights(budgeted) 
 def test_every_proposal_respects_the_cost_cap_of_its_moment(tmp_path, monkeypatch) -> None:
     from morphnas.engine import loop
 
-    given: list[tuple[int, tuple[int, float] | None]] = []  # (trials finished, the best's cost) at each cap
+    given: list[tuple[object, object]] = []  # (the best trial's cost, what the cap was told) at each cap
+    bests: list[tuple[int, float] | None] = []
+    cost_cap = loop.Search.cost_cap
+
+    def noting_the_best(self):
+        best = self.best()
+        bests.append(None if best is None else (best.extra["macs"], best.seconds_per_epoch))
+        return cost_cap(self)
 
     def recording(measured, **kwargs):
-        given.append((len(measured), kwargs["best"]))
+        given.append((bests[-1], kwargs["best"]))
         return budget.cost_cap_macs(measured, **kwargs)
 
+    monkeypatch.setattr(loop.Search, "cost_cap", noting_the_best)
     monkeypatch.setattr(loop, "cost_cap_macs", recording)
     run = morphnas.search(out=str(tmp_path / "run"), time_budget=20.0, max_epochs=1, final_time=2.0, **TINY)
     capped = [t for t in run.trials if "cost_cap_macs" in t.extra["info"]]
     assert capped, "no proposal was made under a cost cap"
-    # the cap is told the best trial's own cost (its cheap children stay proposable), one of the measured trials
-    costs = {(t.extra["macs"], t.seconds_per_epoch) for t in run.trials if t.seconds_per_epoch}
-    assert given and all(best in costs for n, best in given if n)
+    # the cap is told the cost of the best trial of its moment (whose cheap children stay proposable)
+    assert given and all(told == best for best, told in given) and any(best for best, _ in given)
     assert all(Graph.from_dict(t.extra["architecture"]).macs() <= t.extra["info"]["cost_cap_macs"] for t in capped)
     assert not [t for t in run.trials if t.status == "failed"]  # replaying a capped proposal never refuses it
 

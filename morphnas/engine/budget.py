@@ -38,11 +38,15 @@ The rules, and why (docs/architecture.md, "The budget"):
   (a 646k-parameter child at 670 images/s whose 15-epoch retrain took 66 minutes). The cap never falls below
   ``COST_CAP_FLOOR`` times the cheapest trained network, so the search can still grow from it, nor below
   ``COST_CAP_FLOOR`` times the best trial's own MACs as far as the final step could retrain such a child at the
-  best's *own* measured seconds per MAC: cheap children of the best stay proposable to the search's end.
-  Why: one median rate over all trials mispredicts a family it did not come from (in the third hour of
-  docs/experiments.md the CNN line ran 3.3 µs per MAC, the ResNet line 2.4), and with the time left it put the
-  cap below the best's own cost from minute 17 on, so the best line, already measured and affordable, froze.
-  The floor cannot compound: once the best itself could not be retrained for the target epochs, it is gone.
+  best's *own* measured seconds per MAC: cheap children of the best stay proposable to the search's end (the
+  cap is one number, so other proposals up to it are allowed too). Why: one median rate over all trials
+  mispredicts networks unlike the ones it came from. In the third hour of docs/experiments.md the small CNN-line
+  trials had run 3.1–3.5 µs per MAC by minute 17, the ResNet line 2.3–2.5; at the median rate the final-step
+  term held the cap below the best's own cost from minute 17 on (the time left from minute 21), so the best
+  line, measured and affordable, froze. The floor is bounded: successive bests raise it 1.25× at a time, never
+  past what the final step could retrain at the best's own rate; once the best is that large none of its
+  children fit (morphisms only add cost). Without a final step only 1.25 × the best bounds it: a line that keeps
+  improving may keep growing, and trials are still cut at the deadline.
 
 Runs bounded by wall-clock are not bit-reproducible (where a trial is cut and how many final epochs fit
 depend on the machine's speed); runs bounded by trials or epochs are.
@@ -65,7 +69,7 @@ FINAL_MAX_EPOCHS = 100  # the most epochs a budgeted final training plans when f
 FINAL_FIXED_SECONDS = 2.0  # building the final trainer, saving the model, writing final.json
 TICK_SECONDS = 5.0  # how often a running job records its elapsed time
 COST_CAP_TRIALS = 3  # a proposal's max_epochs must fit in workers / this of the search time left
-COST_CAP_FLOOR = 1.25  # the cap is at least this times the cheapest trained network's MACs
+COST_CAP_FLOOR = 1.25  # the cap is at least this times the cheapest trained network's MACs (and the best's)
 
 
 def margin_seconds(budget: float) -> float:

@@ -260,6 +260,8 @@ class Search:
         final = final_epoch_limit(config.time_budget, final_time=config.final_time if config.wants_final else 0,
                                   final_epochs=config.final_epochs, train_images=n_train, val_images=n_val)
         best = self.best()
+        while best is not None and not best.seconds_per_epoch and best.continues in self.trials:
+            best = self.trials[best.continues]  # a promotion cut before an epoch: its source's measured epochs
         best_cost = (int(best.extra["macs"]), float(best.seconds_per_epoch)) \
             if best is not None and best.seconds_per_epoch and best.extra.get("macs") else None
         return cost_cap_macs(measured, search_seconds_left=end - time.time(), workers=config.workers,
