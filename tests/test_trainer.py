@@ -285,6 +285,17 @@ def test_evaluate_reports_predictions_and_confusion(small, demo) -> None:
     cm = res.confusion_matrix()
     assert cm.sum() == 500 and (cm.sum(axis=1) == 50).all()
     assert np.allclose(res.per_class_accuracy(), np.diag(cm) / 50)
+    # channels-last (the default, as in the trainer) is a memory layout only: the same predictions and loss
+    same = tiny_cnn()
+    same.load_state_dict(module.state_dict())
+    contiguous = evaluate(same, demo.test, trainer.normalizer, batch_size=128, n_classes=10, channels_last=False)
+    def conv_weight(m):
+        return next(p for p in m.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1)  # layouts differ
+
+    assert conv_weight(module).is_contiguous(memory_format=torch.channels_last)  # the default went channels-last
+    assert not conv_weight(same).is_contiguous(memory_format=torch.channels_last)  # channels_last=False did not
+    assert np.array_equal(contiguous.predictions, res.predictions)
+    assert contiguous.loss == pytest.approx(res.loss, rel=1e-4) and contiguous.accuracy == res.accuracy
 
 
 def test_normalizer_uses_training_statistics_only(demo) -> None:
