@@ -157,12 +157,16 @@ class Search:
     def final_epoch_cost(self, record: TrialRecord | None = None) -> EpochCost | None:
         """The estimated cost of one final epoch (train+validation) of ``record``'s architecture (default: the
         best trial), from its measured epochs; None before it has any."""
-        record = record if record is not None else self.best()
-        while record is not None and not record.history and record.continues in self.trials:
-            record = self.trials[record.continues]  # a promotion cut before an epoch: its source's epochs
+        record = self._measured(record if record is not None else self.best())
         n_train, n_val, _ = self.split_sizes()
         cost = None if record is None or not n_train else epoch_cost(record.history, n_train, n_val)
         return None if cost is None else cost.scaled(n_train + n_val)
+
+    def _measured(self, record: TrialRecord | None) -> TrialRecord | None:
+        """``record``, or for a promotion cut before an epoch the nearest source whose epochs were measured."""
+        while record is not None and not record.history and record.continues in self.trials:
+            record = self.trials[record.continues]
+        return record
 
     def final_reserve(self) -> float:
         """Seconds of the time budget kept for the final step (``budget.final_reserve``); 0 without one."""
@@ -259,9 +263,7 @@ class Search:
         n_train, n_val, _ = self.split_sizes()
         final = final_epoch_limit(config.time_budget, final_time=config.final_time if config.wants_final else 0,
                                   final_epochs=config.final_epochs, train_images=n_train, val_images=n_val)
-        best = self.best()
-        while best is not None and not best.seconds_per_epoch and best.continues in self.trials:
-            best = self.trials[best.continues]  # a promotion cut before an epoch: its source's measured epochs
+        best = self._measured(self.best())
         best_cost = (int(best.extra["macs"]), float(best.seconds_per_epoch)) \
             if best is not None and best.seconds_per_epoch and best.extra.get("macs") else None
         return cost_cap_macs(measured, search_seconds_left=end - time.time(), workers=config.workers,
