@@ -11,7 +11,7 @@ Experiments (the first variant of each is its reference):
   batch          batch 128 vs 256 vs 512, lr scaled by `--lr-scaling` (speed only; accuracy is bench_recipe's job)
   eval_batch     validation at batch 1024 vs 256 vs 4096 (the ratio is of validation seconds)
   threads        torch's default intra-op threads vs every other count from 1 to the cores
-  amp            float32 vs bf16 autocast (for a GPU; on CPU bf16 is usually slower)
+  amp            float32 vs bf16 autocast (bf16 pays on GPUs and on CPUs with AMX; `auto` picks it there)
 
 Method: one process; every variant has its own `Trainer` on the same images (the first `--train-images` of the
 training split, validation on `--val-images` from its end) and trains the same generated net from the same

@@ -98,9 +98,9 @@ def test_cli_takes_several_generators_and_addressed_arguments(tmp_path, capsys) 
     out = tmp_path / "cli"
     assert main(["search", "--dataset", "demo", "--generator", "resnet,cnn", "--generator-args",
                  "resnet.depth=8,resnet.width=4", "--generator-args", "cnn.filters=8", "--max-trials", "2",
-                 "--max-epochs", "1", "--quiet", "--out", str(out)]) == 0
+                 "--max-epochs", "1", "--amp", "off", "--quiet", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["generator"] == ["resnet", "cnn"]
+    assert config["generator"] == ["resnet", "cnn"] and config["amp"] == "off"
     assert config["generator_args"] == {"resnet.depth": 8, "resnet.width": 4, "cnn.filters": 8}
     data = load_demo()
     rd = RunDir.open(out)

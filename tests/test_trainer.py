@@ -233,6 +233,20 @@ def test_precisions_optimizers_and_schedules_train(small, cfg: dict) -> None:
     assert result.best_metric > 0.15 and math.isfinite(result.history[0].train_loss)
 
 
+def test_bf16_training_is_validated_and_tested_in_float32(small) -> None:
+    """Autocast speeds up the training steps only: the recorded metrics are those of the float32 model a user
+    exports, whatever the training precision."""
+    trainer = small_trainer(small, max_epochs=1, amp="bf16")
+    assert trainer.amp_dtype == torch.bfloat16
+    module = tiny_cnn()
+    result = trainer.fit(module, seed=0)  # the best (only) epoch's weights stay in `module`
+    assert result.status == "ok", result.reason
+    reference = evaluate(module, small[1], trainer.normalizer, device="cpu", amp="off")
+    assert result.history[-1].val_accuracy == reference.accuracy == result.best_metric
+    assert trainer.evaluate(module, small[1]).accuracy == reference.accuracy
+    assert trainer.validate(module) == pytest.approx((reference.loss, reference.accuracy), rel=1e-6)
+
+
 def test_epoch_data_is_augmented_raw_and_batches_are_channels_last(small) -> None:
     trainer = small_trainer(small, channels_last=True, cutout=4)
     perm = torch.arange(64)
@@ -245,9 +259,20 @@ def test_epoch_data_is_augmented_raw_and_batches_are_channels_last(small) -> Non
     assert torch.equal(plain._epoch_data(perm, torch.Generator())[0], small[0].x[:64])
 
 
-def test_resolve_amp_and_select_device() -> None:
+def test_resolve_amp_and_select_device(monkeypatch) -> None:
     cpu = torch.device("cpu")
+    # "auto" on a CPU: bf16 exactly where the CPU has bf16 matrix units (AMX), float32 elsewhere
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_amp("auto", cpu) == torch.bfloat16 and resolve_amp("off", cpu) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+
+    def broken() -> bool:
+        raise RuntimeError("no cpuinfo")
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
+    assert resolve_amp("auto", cpu) is None  # a probe that fails means float32, never a failed run
+    assert resolve_amp("auto", torch.device("mps")) is None
     assert resolve_amp("bf16", cpu) == torch.bfloat16 and resolve_amp("fp16", cpu) == torch.float16
     assert select_device("cpu") == cpu
     if not torch.cuda.is_available():

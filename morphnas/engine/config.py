@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from morphnas.engine.fidelity import FIDELITIES, Rungs
+from morphnas.trainer.trainer import AMP_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,6 +85,7 @@ class SearchConfig:
     lr: float | None = None
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    amp: str = "auto"  # autocast: bf16 on CUDA and on CPUs with AMX (measured 1.8-2.3x faster), else off; off/bf16/fp16
     trial_time_limit: float | None = None  # seconds per trial
     val_fraction: float = 0.1
     seed: int = 0
@@ -121,6 +123,8 @@ class SearchConfig:
             raise ValueError("architecture is the architecture of a `morphnas train` job (mode 'train'); a search "
                              "starts from its generator")
         self._validate_generators()
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}; got {self.amp!r}")
         if isinstance(self.max_trials, _Unset):
             no_budget = self.time_budget is None and self.epoch_budget is None and self.mode == "search"
             self.max_trials = DEFAULT_TRIALS if no_budget else None

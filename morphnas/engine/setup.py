@@ -31,7 +31,7 @@ def train_config(config: SearchConfig) -> TrainConfig:
     """The trainer settings of a search."""
     return TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size, optimizer=config.optimizer,
                        lr=config.lr, weight_decay=config.weight_decay, schedule=config.schedule,
-                       patience=config.patience, time_limit=config.trial_time_limit)
+                       patience=config.patience, time_limit=config.trial_time_limit, amp=config.amp)
 
 
 def load_data(config: SearchConfig, run: RunDir | None = None) -> ImageDataset | None:
