@@ -161,9 +161,12 @@ def test_cost_cap_follows_the_time_left_and_the_final_share() -> None:
     assert late(final_epoch_seconds=50.0, best=(40_000_000, 100.0)) == 20_000_000
     for unmeasured in ((40_000_000, float("nan")), (40_000_000, 0.0), (0, 80.0)):
         assert late(best=unmeasured) == late() == 5_000_000  # an unmeasured best changes nothing
-    # 40 % of an hour for 10 epochs on train+validation, as a trial's epoch on 90 % of it
+    # 40 % of an hour for the 20 target epochs on train+validation, as a trial's epoch on 90 % of it
+    assert budget.FINAL_TARGET_EPOCHS == 20
     assert budget.final_epoch_limit(3600, final_time=None, final_epochs=0, train_images=900,
-                                    val_images=100) == pytest.approx(144 * 0.9)
+                                    val_images=100) == pytest.approx(72 * 0.9)
+    assert budget.final_epoch_limit(3600, final_time=None, final_epochs=10, train_images=900,
+                                    val_images=100) == pytest.approx(144 * 0.9)  # final_epochs, when set, wins
     assert budget.final_epoch_limit(3600, final_time=0, final_epochs=0, train_images=9, val_images=1) is None
 
 

@@ -61,7 +61,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-FINAL_TARGET_EPOCHS = 10  # final epochs the automatic share is sized for (the default of `morphnas final`)
+FINAL_TARGET_EPOCHS = 20  # final epochs the automatic share is sized for (docs/architecture.md, "The budget": why 20)
 FINAL_SHARE_MIN = 0.10  # the automatic final share, as a fraction of the budget: at least ...
 FINAL_SHARE_MAX = 0.40  # ... and at most (so that most of the budget searches)
 FINAL_SHARE_UNMEASURED = 0.25  # before any trial has measured an epoch
