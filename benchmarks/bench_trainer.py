@@ -9,13 +9,13 @@ Data come from the shared real datasets (`--data-dir`, default $MORPHNAS_SHARED_
 `morphnas.graph.generators.cnn(input_shape, n_classes)`, compiled with `to_module()`.
 
 throughput: the first `--train` Fashion-MNIST training images (and 1,000 validation images), batch 128, SGD
-  with Nesterov momentum and weight decay. Reference: a minimal PyTorch loop over a pre-normalised float
-  tensor in memory (randperm, forward, loss, zero_grad, backward, step; an inference-mode validation pass
-  each epoch). Candidate: `Trainer.fit` (uint8 data, per-epoch augmentation with crop 3 px and flips — the
-  most augmentation work any recipe does on 28×28 —, per-batch normalisation, cosine schedule,
-  accuracy/loss bookkeeping, best-weight copies), again with augmentation off, and that again with the search's
-  live progress bars updated by the per-batch hook (drawn into /dev/null as a terminal). Runs are interleaved
-  in rounds in one process; every run starts from the same weights.
+  with Nesterov momentum and weight decay, float32 on both sides (`amp="off"`). Reference: a minimal PyTorch
+  loop over a pre-normalised float tensor in memory (randperm, forward, loss, zero_grad, backward, step; an
+  inference-mode validation pass each epoch). Candidate: `Trainer.fit` (uint8 data, per-epoch augmentation
+  with crop 3 px and flips — the most augmentation work any recipe does on 28×28 —, per-batch normalisation,
+  cosine schedule, accuracy/loss bookkeeping, best-weight copies), again with augmentation off, and that again
+  with the search's live progress bars updated by the per-batch hook (drawn into /dev/null as a terminal). Runs
+  are interleaved in rounds in one process; every run starts from the same weights.
   Ratio = candidate images/s ÷ reference images/s (medians over rounds; also the median of the per-round
   ratios, which is robust to load that drifts between rounds), wall-clock of whole epochs including
   validation on both sides.
@@ -89,11 +89,14 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     data = load_dataset("fashion-mnist", data_dir=shared_dir(args.data_dir))
     train = ImageSplit(data.train.x[: args.train], data.train.y[: args.train])
     val = ImageSplit(data.train.x[-1000:], data.train.y[-1000:])
-    cfg = TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None)
+    # float32 on both sides: the reference loop has no autocast, so the trainer's default bf16 on an AMX CPU
+    # would compare precisions, not loops (bf16 is measured on its own in bench_epoch_speed.py)
+    cfg = TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None, amp="off")
     trainers = {
         "trainer (crop 3 px + flip)": Trainer(train, val, cfg, device="cpu", n_classes=10, flip_default=True),
         "trainer (no augmentation)": Trainer(
-            train, val, TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None, crop_padding=0),
+            train, val, TrainConfig(max_epochs=args.epochs, batch_size=args.batch, patience=None, crop_padding=0,
+                               amp="off"),
             device="cpu", n_classes=10),
     }
     # the same trainer again with the search's live progress bars fed by the per-batch hook (drawn into /dev/null

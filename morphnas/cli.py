@@ -122,9 +122,10 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
-                   help="autocast precision: auto (default) is bf16 on CUDA and on CPUs with AMX, where it trains "
-                        "1.8-2.3x faster, and float32 elsewhere; off: float32 everywhere")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16", "cuda"),
+                   help="autocast precision of the training steps (metrics are always float32): auto (default) is "
+                        "bf16 on CUDA and on CPUs with AMX, where it trains 1.8-2.3x faster, and float32 elsewhere; "
+                        "off: float32 everywhere; cuda: autocast on CUDA only")
     p.add_argument("--executor", help="thread (default with one worker: trials in the driver process), process "
                                       "(local worker processes; default with several) or ray")
     p.add_argument("--workers", type=int, help="trials training at once (default 1)")
@@ -384,9 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
-                   help="autocast precision: auto (default) is bf16 on CUDA and on CPUs with AMX, where it trains "
-                        "1.8-2.3x faster, and float32 elsewhere; off: float32 everywhere")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16", "cuda"),
+                   help="autocast precision of the training steps (metrics are always float32): auto (default) is "
+                        "bf16 on CUDA and on CPUs with AMX, where it trains 1.8-2.3x faster, and float32 elsewhere; "
+                        "off: float32 everywhere; cuda: autocast on CUDA only")
     p.add_argument("--out", help="run directory (default runs/<dataset>-train-<generator>-s<seed>-<time>)")
     p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
                    help="import this module or .py file first (e.g. one registering a layer kind)")

@@ -22,7 +22,7 @@ from morphnas.engine.config import SearchConfig
 from morphnas.engine.setup import load_data, make_trainer
 from morphnas.graph import Graph
 from morphnas.storage import RunDir
-from morphnas.trainer import TrainConfig, Trainer, load_dataset
+from morphnas.trainer import TrainConfig, Trainer, load_dataset, precision_name, resolve_amp
 from morphnas.trainer import trainer as trainer_module
 
 TINY = {"dataset": "demo", "generator": "cnn", "generator_args": {"filters": 8, "dense_units": 16}, "batch_size": 64,
@@ -216,6 +216,7 @@ def test_a_trial_cut_at_the_deadline_keeps_its_best_epoch_and_weights(budgeted) 
     cut = run.trials[0]
     assert cut.status == "cut" and cut.extra["stopped_by"] == "deadline"
     assert 1 <= cut.epochs < 100 and cut.extra["epochs_trained"] >= cut.epochs
+    assert cut.extra["precision"] == precision_name(resolve_amp("auto", torch.device("cpu")))  # the default's
     best = max(cut.history, key=lambda h: (h["val_accuracy"], -h["epoch"]))
     assert cut.best_epoch == best["epoch"] and cut.metric == best["val_accuracy"]
     assert run.best.id == 0  # the run's best may be a cut trial
@@ -302,6 +303,7 @@ def test_train_a_generator_for_epochs_then_an_architecture_file_within_a_budget(
     assert json.loads((first / "config.json").read_text())["amp"] == "bf16"
     final = json.loads((first / "final.json").read_text())
     assert final["epochs"] == final["epochs_run"] == 1 and final["trial"] is None
+    assert final["precision"] == "bfloat16"
     assert final["architecture"] == "cnn(filters=8, dense_units=16)"
     assert final["init"] == "scratch" and json.loads((first / "config.json").read_text())["final_init"] == "scratch"
     from morphnas.engine.final import final_evaluation

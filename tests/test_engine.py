@@ -168,7 +168,8 @@ def test_unknown_names_and_impossible_budgets_are_clear_errors(tmp_path):
         morphnas.search(max_trial=3)
     with pytest.raises(ValueError, match="unknown generator 'vgg'"):
         morphnas.search(out=str(out), **{**TINY, "generator": "vgg"})
-    with pytest.raises(ValueError, match=r"amp must be one of \('auto', 'off', 'bf16', 'fp16'\); got 'half'"):
+    with pytest.raises(ValueError, match=r"amp must be one of \('auto', 'off', 'bf16', 'fp16', 'cuda'\); got "
+                                         r"'half'"):
         morphnas.search(out=str(out), **{**TINY, "amp": "half"})
     assert not out.exists(), "nothing is written for a search that cannot start"
 

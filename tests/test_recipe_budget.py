@@ -204,10 +204,11 @@ def test_the_final_starts_from_the_searched_weights_or_from_scratch_as_asked(tmp
 
     config = json.loads((run.path / "config.json").read_text())
     del config["final_init"]  # a run directory from before the setting: its final trained from scratch
+    del config["amp"]  # and from before CPU autocast: it resumes as it ran, autocast on CUDA only (LEGACY_AMP)
     (run.path / "config.json").write_text(json.dumps(config))
     rd = RunDir.open(run.path)
     try:
-        assert stored_config(rd).final_init == "scratch"
+        assert stored_config(rd).final_init == "scratch" and stored_config(rd).amp == "cuda"
     finally:
         rd.close()
     with pytest.raises(ValueError, match="final_init must be one of inherit, scratch, got 'warm'"):

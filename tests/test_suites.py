@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from morphnas.cli import main
-from morphnas.engine.suites import run_suite
+from morphnas.engine.suites import load_suite_dir, run_suite, suite_cells
 from morphnas.storage.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,15 +96,18 @@ def test_tiny_real_training_suite(tmp_path):
         assert record["cost"]["final_seconds"] > 0
         assert record["final"]["init"] == "scratch"  # a suite compares architectures at equal training
         # a cell starts from the CNN alone unless the suite says otherwise: the start its records compared from
-        assert json.loads((out / f"demo/{lab}/b2/s0/config.json").read_text())["generator"] == "cnn"
+        cell_config = json.loads((out / f"demo/{lab}/b2/s0/config.json").read_text())
+        assert cell_config["generator"] == "cnn" and cell_config["amp"] == "auto"
     rep = json.loads((out / "report.json").read_text())
     assert rep["groups"]["demo/b2"]["score"] == "final test accuracy"
     assert rep["groups"]["demo/b2"]["strategies"]["random"]["test_accuracy"]["n"] == 1
-    # a suite directory recorded before [final] init existed is the same suite (its finals were from scratch)
+    # a suite directory recorded before [final] init existed is the same suite (its finals were from scratch), and
+    # one recorded before CPU autocast too: its cells keep the precision they ran in (autocast on CUDA only)
     record = json.loads((out / "suite.json").read_text())
-    del record["suite"]["final_init"]
+    del record["suite"]["final_init"], record["suite"]["amp_default"]
     (out / "suite.json").write_text(json.dumps(record))
     assert main(["benchmark", "run", str(suite), "--out", str(out)]) == 0
+    assert {c.config["amp"] for c in suite_cells(load_suite_dir(out), out)} == {"cuda"}
 
 
 SLOW_OBJECTIVE = """

@@ -19,6 +19,7 @@ from morphnas.trainer import (
     ImageSplit,
     TrainConfig,
     Trainer,
+    cpu_has_bf16_matrix_units,
     evaluate,
     from_arrays,
     load_dataset,
@@ -241,6 +242,7 @@ def test_bf16_training_is_validated_and_tested_in_float32(small) -> None:
     module = tiny_cnn()
     result = trainer.fit(module, seed=0)  # the best (only) epoch's weights stay in `module`
     assert result.status == "ok", result.reason
+    assert result.precision == "bfloat16"
     reference = evaluate(module, small[1], trainer.normalizer, device="cpu", amp="off")
     assert result.history[-1].val_accuracy == reference.accuracy == result.best_metric
     assert trainer.evaluate(module, small[1]).accuracy == reference.accuracy
@@ -261,17 +263,27 @@ def test_epoch_data_is_augmented_raw_and_batches_are_channels_last(small) -> Non
 
 def test_resolve_amp_and_select_device(monkeypatch) -> None:
     cpu = torch.device("cpu")
-    # "auto" on a CPU: bf16 exactly where the CPU has bf16 matrix units (AMX), float32 elsewhere
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert resolve_amp("auto", cpu) == torch.bfloat16 and resolve_amp("off", cpu) is None
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+
+    def cpu_with(amx_bf16: bool, init: object) -> None:
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": amx_bf16, "amx_tile": amx_bf16})
+        monkeypatch.setattr(torch.cpu, "_init_amx", init, raising=False)
+        cpu_has_bf16_matrix_units.cache_clear()  # the probe is cached per process: a new "CPU" needs a new probe
 
     def broken() -> bool:
         raise RuntimeError("no cpuinfo")
 
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
+    # "auto" on a CPU: bf16 exactly where the CPU has AMX-BF16 and the kernel grants the tile state
+    cpu_with(True, lambda: True)
+    assert resolve_amp("auto", cpu) == torch.bfloat16 and resolve_amp("off", cpu) is None
+    assert resolve_amp("cuda", cpu) is None  # the legacy "auto": autocast on CUDA only
+    cpu_with(False, lambda: True)
+    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+    cpu_with(True, lambda: False)  # the kernel refused the AMX state
+    assert resolve_amp("auto", cpu) is None
+    cpu_with(True, broken)
     assert resolve_amp("auto", cpu) is None  # a probe that fails means float32, never a failed run
+    monkeypatch.undo()
+    cpu_has_bf16_matrix_units.cache_clear()
     assert resolve_amp("auto", torch.device("mps")) is None
     assert resolve_amp("bf16", cpu) == torch.bfloat16 and resolve_amp("fp16", cpu) == torch.float16
     assert select_device("cpu") == cpu

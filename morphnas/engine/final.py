@@ -291,7 +291,8 @@ def train_final(run: RunDir, config: SearchConfig, architecture: Graph, data: Im
         "init": "inherit" if start is not None else "scratch", "epochs": planned,
         "epochs_run": result.epochs_run,
         "epochs_trained": round(result.epochs_trained, 4), "stopped_by": result.stopped_by,
-        "train_images": len(data.train), "seconds": result.total_seconds, "plan": plan,
+        "train_images": len(data.train), "seconds": result.total_seconds, "precision": result.precision,
+        "plan": plan,
     }
     if test:
         assert data.test is not None

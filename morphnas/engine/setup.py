@@ -24,7 +24,7 @@ from morphnas.searcher.strategies import STRATEGIES, Strategy, make_strategy
 from morphnas.storage.rundir import RunDir, RunDirError
 from morphnas.trainer.augment import Normalizer
 from morphnas.trainer.datasets import ImageDataset, load_dataset, load_npz
-from morphnas.trainer.trainer import TrainConfig, Trainer
+from morphnas.trainer.trainer import LEGACY_AMP, TrainConfig, Trainer
 
 
 def train_config(config: SearchConfig) -> TrainConfig:
@@ -180,6 +180,7 @@ def stored_config(run: RunDir) -> SearchConfig:
     stored = {k: v for k, v in run.config.items() if k in SearchConfig.__dataclass_fields__}
     stored.setdefault("fidelity", "single")  # written before multi-fidelity existed: it ran single-fidelity
     stored.setdefault("final_init", "scratch")  # written before final_init existed: its final trained from scratch
+    stored.setdefault("amp", LEGACY_AMP)  # written before amp existed: autocast on CUDA only, float32 on a CPU
     stored.setdefault("generator", "cnn")  # every config.json has it; a hand-made one without it started from the CNN
     try:
         config = SearchConfig.from_dict(stored)

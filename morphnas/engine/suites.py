@@ -64,6 +64,7 @@ from typing import Any
 from morphnas.engine.config import FINAL_INITS, SearchConfig, tomllib
 from morphnas.engine.plugins import load_plugins, resolve
 from morphnas.fileio import atomic_write
+from morphnas.trainer.trainer import LEGACY_AMP
 
 SUITE_FORMAT = "morphnas.suite"
 SUITE_FILE = "suite.json"
@@ -265,7 +266,7 @@ def parse_suite(path: str | Path, out: str | Path, scale: float = 1.0) -> Suite:
     spec = {"format": SUITE_FORMAT, "name": raw.get("name", path.stem), "description": raw.get("description", ""),
             "source": str(path.resolve()), "scale": scale, "seeds": seeds, "plugins": plugins,
             "budget": {"kind": kind, "values": budgets}, "final_epochs": final_epochs,
-            "final_init": final_init, "search": common,
+            "final_init": final_init, "amp_default": "auto", "search": common,
             "tasks": [t.__dict__ for t in tasks], "strategies": strategies}
     return Suite(spec, cells)
 
@@ -394,6 +395,8 @@ def prepare(suite: Suite, out: str | Path) -> Path:
         except (json.JSONDecodeError, OSError) as exc:
             raise SuiteError(f"{record} is corrupt: {exc}") from None
         old_spec = {"final_init": "scratch", **old.get("suite", {})}  # recorded before the setting: scratch
+        if "amp_default" not in old_spec:  # recorded before CPU autocast: its cells trained in float32 on a CPU,
+            old_spec["amp_default"] = spec["amp_default"] = suite.spec["amp_default"] = LEGACY_AMP  # and still do
         diff = sorted(k for k in set(spec) | set(old_spec) if k != "source" and spec.get(k) != old_spec.get(k))
         if diff:
             raise SuiteError(f"{out} holds a different suite (it differs in {', '.join(diff)}): re-run the same "
@@ -531,6 +534,7 @@ def run_suite(suite_file: str | Path, out: str | Path, parallel_cells: int = 1, 
         raise SuiteError(f"--parallel-cells {parallel_cells} needs as many cores to pin to; this process may use "
                          f"{len(cores) or 'an unknown number of'} core(s)")
     out = prepare(suite, out)
+    _set_default_amp(suite.cells, suite.spec["amp_default"])
     todo = [c for c in suite.cells if cell_record(c.config["out"]) is None]
     say(f"suite {suite.spec['name']}: {len(suite.cells)} cells, {len(suite.cells) - len(todo)} finished already, "
         f"{len(todo)} to run{f' ({parallel_cells} at a time, pinned)' if parallel_cells > 1 and todo else ''}")
@@ -642,7 +646,15 @@ def suite_cells(spec: dict[str, Any], out: str | Path) -> list[Cell]:
                 for seed in spec["seeds"]:
                     cells.append(_cell(task, entry, spec["budget"]["kind"], budget, seed, spec["search"],
                                        spec["plugins"], out, str(out), spec.get("final_init", "scratch")))
+    _set_default_amp(cells, spec.get("amp_default", LEGACY_AMP))
     return cells
+
+
+def _set_default_amp(cells: list[Cell], amp: str) -> None:
+    """The autocast of cells whose settings name none: "auto" in suites recorded since CPU autocast, and
+    `LEGACY_AMP` in older suite directories, so that a re-run finishes them in the precision they started in."""
+    for cell in cells:
+        cell.config.setdefault("amp", amp)
 
 
 __all__ = ["Cell", "Suite", "SuiteError", "cell_record", "load_suite_dir", "parse_suite", "prepare", "run_cell",

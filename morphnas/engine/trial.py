@@ -171,6 +171,7 @@ def run_trial(spec: TrialSpec, trainer: Trainer, progress: ProgressFn | None = N
             outcome.extra["compile_seconds"] = result.compile_seconds
             outcome.extra["compile_error"] = result.compile_error
         outcome.extra["epochs_trained"] = round(result.epochs_trained, 4)
+        outcome.extra["precision"] = result.precision  # its speed and accuracy depend on it (bf16 on AMX CPUs)
         if outcome.status.has_metric:  # a trial cut at the deadline keeps its model (its best epoch's weights)
             outcome.model = graph.with_weights_from(module).to_bytes()
     except Exception:

@@ -26,6 +26,7 @@ from morphnas.trainer.datasets import (
 )
 from morphnas.trainer.recipe import FINAL_RECIPES, final_recipe_fields
 from morphnas.trainer.trainer import (
+    LEGACY_AMP,
     EpochRecord,
     EvalResult,
     TrainConfig,
@@ -34,6 +35,7 @@ from morphnas.trainer.trainer import (
     cpu_has_bf16_matrix_units,
     evaluate,
     lr_factors,
+    precision_name,
     resolve_amp,
     select_device,
 )
@@ -41,6 +43,7 @@ from morphnas.trainer.trainer import (
 __all__ = [
     "DATASET_NAMES",
     "FINAL_RECIPES",
+    "LEGACY_AMP",
     "Augmentation",
     "DownloadError",
     "EpochRecord",
@@ -63,6 +66,7 @@ __all__ = [
     "load_idx_dataset",
     "load_npz",
     "lr_factors",
+    "precision_name",
     "read_cifar_batch",
     "read_idx",
     "resolve_amp",

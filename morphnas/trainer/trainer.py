@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 import traceback
@@ -54,6 +55,7 @@ from morphnas.trainer.datasets import ImageDataset, ImageSplit
 from morphnas.trainer.recipe import final_recipe_fields
 
 __all__ = [
+    "LEGACY_AMP",
     "BatchCallback",
     "EpochRecord",
     "EvalResult",
@@ -63,13 +65,17 @@ __all__ = [
     "cpu_has_bf16_matrix_units",
     "evaluate",
     "lr_factors",
+    "precision_name",
     "resolve_amp",
     "select_device",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "onecycle")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES = ("auto", "off", "bf16", "fp16", "cuda")
+# What a run directory or suite recorded before `amp` was a setting meant: autocast on CUDA only, float32 on every
+# CPU (the old "auto"). Resuming one keeps its precision, so its remaining trials train as its first ones did.
+LEGACY_AMP = "cuda"
 LR_SCALINGS = ("none", "linear", "sqrt")
 LR_REFERENCE_BATCH = 128  # the batch size `lr` is given for when `lr_scaling` is "linear" or "sqrt"
 _DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
@@ -205,6 +211,7 @@ class TrainResult:
     compile_seconds: float = 0.0  # the first training step under torch.compile, compiling included
     compile_error: str = ""  # why torch.compile was given up for eager training (empty: not asked, or it worked)
     epochs_trained: float = 0.0
+    precision: str = "float32"  # what the training steps computed in: "float32", "bfloat16" or "float16"
 
     @property
     def ok(self) -> bool:
@@ -269,18 +276,22 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+@functools.cache
 def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX tiles, Sapphire Rapids and later).
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX-BF16, Sapphire Rapids and later).
 
     There bf16 autocast trained the generators' nets 1.8-2.3x faster than float32 and, at equal wall-clock, to
     higher accuracy (docs/benchmarks.md, "bf16 autocast on a CPU"); elsewhere bf16 on a CPU is emulated or only
-    vector-accelerated and was not measured to pay, so "auto" keeps float32 there. torch exposes the check only
-    privately: any failure to ask reads as "no".
+    vector-accelerated and was not measured to pay, so "auto" keeps float32 there. AMX-BF16 must be reported by
+    the CPU and the kernel must grant this process the AMX tile state (`torch.cpu._init_amx`, a Linux permission
+    request); any failure to ask reads as "no". Cached: the answer cannot change within a process.
     """
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
-        return bool(probe()) if probe is not None else False
-    except Exception:  # a private probe: absent or broken means float32, never a failed run
+        if not torch.cpu.get_capabilities().get("amx_bf16", False):
+            return False
+        init = getattr(torch.cpu, "_init_amx", None)  # private: absent means the kernel was not asked, so "no"
+        return bool(init()) if init is not None else False
+    except Exception:  # a failed probe means float32, never a failed run
         return False
 
 
@@ -288,7 +299,8 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `mode` on `device` (None = full float32).
 
     "auto" is bf16 (else fp16) on CUDA, bf16 on a CPU with bf16 matrix units (`cpu_has_bf16_matrix_units`), and
-    float32 elsewhere (MPS, other CPUs).
+    float32 elsewhere (MPS, other CPUs). "cuda" is bf16 (else fp16) on CUDA and float32 everywhere else: what
+    "auto" meant before CPU autocast, kept by run directories recorded then (`LEGACY_AMP`).
     """
     if mode == "off":
         return None
@@ -296,13 +308,18 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if mode == "fp16":
         return torch.float16
-    if mode == "auto":
+    if mode in ("auto", "cuda"):
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_has_bf16_matrix_units():
+        if mode == "auto" and device.type == "cpu" and cpu_has_bf16_matrix_units():
             return torch.bfloat16
         return None
     raise ValueError(f"amp must be one of {AMP_MODES}; got {mode!r}")
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The name a run records for an autocast dtype (None = no autocast: "float32")."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
@@ -592,6 +609,7 @@ class Trainer:
             compile_seconds=best.compile_seconds,
             compile_error=best.compile_error,
             epochs_trained=best.steps_done / best.steps_per_epoch if best.steps_per_epoch else 0.0,
+            precision=precision_name(self.amp_dtype),
         )
 
     def _fit(
