@@ -290,6 +290,7 @@ def test_resume_neither_repeats_nor_loses_the_final_step(budgeted, tmp_path) -> 
     redone = morphnas.resume(lost)
     report = json.loads((lost / "final.json").read_text())
     assert report["trial"] == run.best.id and (report["retrained"], report["epochs"]) == (False, 0)
+    assert report["precision"] == run.best.extra["precision"]  # the tested model is the trial's, as it trained
     assert [(t.id, t.status) for t in redone.trials] == n_trials
     images = load_dataset("demo").test.x[:100]
     assert torch.equal(redone.classifier(final=True)(images), redone.classifier(run.best.id)(images))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,11 +103,26 @@ def test_tiny_real_training_suite(tmp_path):
     assert rep["groups"]["demo/b2"]["score"] == "final test accuracy"
     assert rep["groups"]["demo/b2"]["strategies"]["random"]["test_accuracy"]["n"] == 1
     # a suite directory recorded before [final] init existed is the same suite (its finals were from scratch), and
-    # one recorded before CPU autocast too: its cells keep the precision they ran in (autocast on CUDA only)
+    # one recorded before `amp_default` too: a cell run now takes the precision its started cells recorded ...
+    redo = out / "demo/random/b2/s0"
     record = json.loads((out / "suite.json").read_text())
     del record["suite"]["final_init"], record["suite"]["amp_default"]
     (out / "suite.json").write_text(json.dumps(record))
+    shutil.rmtree(redo)
     assert main(["benchmark", "run", str(suite), "--out", str(out)]) == 0
+    assert json.loads((redo / "config.json").read_text())["amp"] == "auto"
+    assert load_suite_dir(out)["amp_default"] == "auto"  # recorded now: the report and later re-runs agree
+    # ... and, where they recorded none (before CPU autocast), what they ran with then: autocast on CUDA only
+    for lab in ("random", "hill-climbing"):
+        config = json.loads((out / f"demo/{lab}/b2/s0/config.json").read_text())
+        del config["amp"]
+        (out / f"demo/{lab}/b2/s0/config.json").write_text(json.dumps(config))
+    record = json.loads((out / "suite.json").read_text())
+    del record["suite"]["amp_default"]
+    (out / "suite.json").write_text(json.dumps(record))
+    shutil.rmtree(redo)
+    assert main(["benchmark", "run", str(suite), "--out", str(out)]) == 0
+    assert json.loads((redo / "config.json").read_text())["amp"] == "cuda"
     assert {c.config["amp"] for c in suite_cells(load_suite_dir(out), out)} == {"cuda"}
 
 

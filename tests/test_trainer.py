@@ -264,9 +264,15 @@ def test_epoch_data_is_augmented_raw_and_batches_are_channels_last(small) -> Non
 def test_resolve_amp_and_select_device(monkeypatch) -> None:
     cpu = torch.device("cpu")
 
-    def cpu_with(amx_bf16: bool, init: object) -> None:
-        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": amx_bf16, "amx_tile": amx_bf16})
-        monkeypatch.setattr(torch.cpu, "_init_amx", init, raising=False)
+    def cpu_with(amx_bf16: bool, init: object, amx_tile: bool | None = None) -> None:
+        tile = amx_bf16 if amx_tile is None else amx_tile
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": amx_bf16, "amx_tile": tile},
+                            raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: tile, raising=False)
+        if init is None:
+            monkeypatch.delattr(torch.cpu, "_init_amx", raising=False)
+        else:
+            monkeypatch.setattr(torch.cpu, "_init_amx", init, raising=False)
         cpu_has_bf16_matrix_units.cache_clear()  # the probe is cached per process: a new "CPU" needs a new probe
 
     def broken() -> bool:
@@ -280,6 +286,19 @@ def test_resolve_amp_and_select_device(monkeypatch) -> None:
     assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
     cpu_with(True, lambda: False)  # the kernel refused the AMX state
     assert resolve_amp("auto", cpu) is None
+    cpu_with(False, lambda: True, amx_tile=True)  # AMX tiles for int8 only: no bf16 matrix units
+    assert resolve_amp("auto", cpu) is None
+    cpu_with(True, None)  # no way to ask the kernel for the tile state
+    assert resolve_amp("auto", cpu) is None
+    cpu_with(True, lambda: True)
+    monkeypatch.delattr(torch.cpu, "get_capabilities")  # an older torch: AMX tiles are the evidence
+    cpu_has_bf16_matrix_units.cache_clear()
+    assert resolve_amp("auto", cpu) == torch.bfloat16
+    # "cuda" (the old "auto", kept by older run directories): autocast on CUDA only, bf16 where supported
+    gpu = torch.device("cuda")
+    for bf16_ok, dtype in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda ok=bf16_ok: ok)
+        assert resolve_amp("cuda", gpu) == dtype == resolve_amp("auto", gpu)
     cpu_with(True, broken)
     assert resolve_amp("auto", cpu) is None  # a probe that fails means float32, never a failed run
     monkeypatch.undo()

@@ -85,7 +85,7 @@ class SearchConfig:
     lr: float | None = None
     weight_decay: float = 5e-4
     schedule: str = "cosine"
-    amp: str = "auto"  # autocast: bf16 on CUDA and on CPUs with AMX (measured 1.8-2.3x faster), else off; off/bf16/fp16
+    amp: str = "auto"  # autocast: bf16 on CUDA and CPUs with AMX (1.8-2.3x faster), else off; off/bf16/fp16/cuda
     trial_time_limit: float | None = None  # seconds per trial
     val_fraction: float = 0.1
     seed: int = 0

@@ -307,10 +307,13 @@ def _test_trained(run: RunDir, config: SearchConfig, trained: Graph, data: Image
     once with the run's normalisation (the one it was trained with)."""
     run.save_final_model(trained)
     n = len(data.train)
+    trial = source.pop("trial", None)
     report: dict[str, Any] = {
-        "trial": source.pop("trial", None), **source, "retrained": False, "epochs": 0, "epochs_run": 0,
+        "trial": trial, **source, "retrained": False, "epochs": 0, "epochs_run": 0,
         "epochs_trained": 0.0, "stopped_by": "no_time", "train_images": n - max(1, round(n * config.val_fraction)),
         "seconds": 0.0, "plan": plan,
+        # the tested model is the trial's: the precision it trained in (None for rows recorded before the key)
+        "precision": run.trial(trial).extra.get("precision") if trial is not None else None,
     }
     if test:
         assert data.test is not None

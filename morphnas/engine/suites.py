@@ -395,12 +395,15 @@ def prepare(suite: Suite, out: str | Path) -> Path:
         except (json.JSONDecodeError, OSError) as exc:
             raise SuiteError(f"{record} is corrupt: {exc}") from None
         old_spec = {"final_init": "scratch", **old.get("suite", {})}  # recorded before the setting: scratch
-        if "amp_default" not in old_spec:  # recorded before CPU autocast: its cells trained in float32 on a CPU,
-            old_spec["amp_default"] = spec["amp_default"] = suite.spec["amp_default"] = LEGACY_AMP  # and still do
+        if "amp_default" not in old_spec:  # recorded before the key: keep the precision its cells started in
+            old_spec["amp_default"] = spec["amp_default"] = suite.spec["amp_default"] = _recorded_amp(suite.cells)
         diff = sorted(k for k in set(spec) | set(old_spec) if k != "source" and spec.get(k) != old_spec.get(k))
         if diff:
             raise SuiteError(f"{out} holds a different suite (it differs in {', '.join(diff)}): re-run the same "
                              "suite file with the same --scale, or choose another --out")
+        if "amp_default" not in old.get("suite", {}):  # record it, so that the report and later re-runs agree
+            atomic_write(record, json.dumps({**old, "suite": {**old["suite"], "amp_default": spec["amp_default"]}},
+                                            indent=1))
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SuiteError(f"{out} exists and is not an empty directory or a suite directory: choose another --out")
     else:
@@ -411,6 +414,19 @@ def prepare(suite: Suite, out: str | Path) -> Path:
         if task["kind"] == "dataset" and (opts.get("train_images") or opts.get("test_images")):
             _write_subset(task, out / DATASETS_DIR / f"{task['label']}.npz")
     return out
+
+
+def _recorded_amp(cells: list[Cell]) -> str:
+    """The default autocast of a suite directory recorded before `amp_default`: the `amp` its started cells
+    recorded in their config.json ("auto" since CPU autocast), else `LEGACY_AMP` (what they ran with before)."""
+    for cell in cells:
+        try:
+            recorded = json.loads((Path(cell.config["out"]) / "config.json").read_text()).get("amp")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if recorded is not None and "amp" not in cell.config:  # a cell that names its own amp says nothing
+            return str(recorded)
+    return LEGACY_AMP
 
 
 def _write_subset(task: dict[str, Any], path: Path) -> None:

@@ -95,7 +95,8 @@ class TrainConfig:
     `crop_padding=None` and `flip=None` follow the dataset's recipe (`ImageDataset.crop_padding`, `flip_ok`:
     4 px and flips for CIFAR-10, 2 px and no flips for Fashion-MNIST and MNIST); for bare splits, H // 8 px
     and no flips. `amp="auto"` is bf16 (else fp16) autocast on CUDA, bf16 on a CPU with bf16 matrix units (AMX)
-    and off elsewhere; `channels_last=None` is on (measured 1.3x faster training on CPU too, docs/benchmarks.md).
+    and off elsewhere; "cuda" is autocast on CUDA only (the old "auto"); metrics are always computed in float32.
+    `channels_last=None` is on (measured 1.3x faster training on CPU too, docs/benchmarks.md).
     `time_limit` is in seconds for the whole fit.
     `warmup_epochs` (may be fractional) ramps the lr linearly up to its peak; `ema_decay` (per step, None = off)
     validates and returns an exponential moving average of the weights; `lr_scaling` scales `lr` from batch 128
@@ -287,7 +288,11 @@ def cpu_has_bf16_matrix_units() -> bool:
     request); any failure to ask reads as "no". Cached: the answer cannot change within a process.
     """
     try:
-        if not torch.cpu.get_capabilities().get("amx_bf16", False):
+        capabilities = getattr(torch.cpu, "get_capabilities", None)  # recent torch; older ones report AMX tiles
+        if capabilities is not None:  # only, which every AMX CPU so far pairs with AMX-BF16
+            if not capabilities().get("amx_bf16", False):
+                return False
+        elif not torch.cpu._is_amx_tile_supported():
             return False
         init = getattr(torch.cpu, "_init_amx", None)  # private: absent means the kernel was not asked, so "no"
         return bool(init()) if init is not None else False
