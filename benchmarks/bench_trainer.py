@@ -43,7 +43,7 @@ from torch import nn
 
 from morphnas.engine.progress import Progress
 from morphnas.graph import generators
-from morphnas.trainer import EpochRecord, ImageSplit, TrainConfig, Trainer, load_dataset
+from morphnas.trainer import EpochRecord, ImageSplit, TrainConfig, Trainer, load_dataset, precision_name, resolve_amp
 
 
 def shared_dir(arg: str | None) -> Path:
@@ -55,9 +55,11 @@ def shared_dir(arg: str | None) -> Path:
 
 
 def machine() -> str:
-    """One line describing the machine and software."""
+    """One line describing the machine and software, with the precision `amp="auto"` trains in on its CPU (bf16
+    on AMX), so that a figure is never compared across precisions unawares."""
+    auto = precision_name(resolve_amp("auto", torch.device("cpu")))
     return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, python {platform.python_version()}")
+            f"{torch.get_num_threads()} threads, python {platform.python_version()}, amp auto on the CPU = {auto}")
 
 
 def default_cnn(input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
