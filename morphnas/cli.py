@@ -89,6 +89,18 @@ class _MergeKeyValues(argparse.Action):
         setattr(namespace, self.dest, merge_tables(getattr(namespace, self.dest, None) or {}, values))
 
 
+# trainer.AMP_MODES, written out so that the CLI starts without importing torch (a test keeps them equal)
+AMP_CHOICES = ("auto", "off", "bf16", "fp16", "cuda")
+
+
+def _amp_option(p: argparse.ArgumentParser) -> None:
+    """`--amp`, the same for search and train."""
+    p.add_argument("--amp", choices=AMP_CHOICES,
+                   help="autocast precision of the training steps (metrics are always float32): auto (default) is "
+                        "bf16 on CUDA and on CPUs with AMX, where it trains 1.8-2.3x faster, and float32 elsewhere; "
+                        "off: float32 everywhere; cuda: autocast on CUDA only")
+
+
 def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML file with any SearchConfig keys (flags given here win)")
     p.add_argument("--dataset", help="demo (default), fashion-mnist, mnist, cifar10, or a path to an .npz")
@@ -122,10 +134,7 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16", "cuda"),
-                   help="autocast precision of the training steps (metrics are always float32): auto (default) is "
-                        "bf16 on CUDA and on CPUs with AMX, where it trains 1.8-2.3x faster, and float32 elsewhere; "
-                        "off: float32 everywhere; cuda: autocast on CUDA only")
+    _amp_option(p)
     p.add_argument("--executor", help="thread (default with one worker: trials in the driver process), process "
                                       "(local worker processes; default with several) or ray")
     p.add_argument("--workers", type=int, help="trials training at once (default 1)")
@@ -385,10 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16", "cuda"),
-                   help="autocast precision of the training steps (metrics are always float32): auto (default) is "
-                        "bf16 on CUDA and on CPUs with AMX, where it trains 1.8-2.3x faster, and float32 elsewhere; "
-                        "off: float32 everywhere; cuda: autocast on CUDA only")
+    _amp_option(p)
     p.add_argument("--out", help="run directory (default runs/<dataset>-train-<generator>-s<seed>-<time>)")
     p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
                    help="import this module or .py file first (e.g. one registering a layer kind)")

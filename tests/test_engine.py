@@ -172,6 +172,10 @@ def test_unknown_names_and_impossible_budgets_are_clear_errors(tmp_path):
                                          r"'half'"):
         morphnas.search(out=str(out), **{**TINY, "amp": "half"})
     assert not out.exists(), "nothing is written for a search that cannot start"
+    from morphnas.cli import AMP_CHOICES
+    from morphnas.trainer.trainer import AMP_MODES
+
+    assert AMP_CHOICES == AMP_MODES  # the CLI's --amp offers exactly what the trainer accepts
 
 
 def test_a_dataset_that_does_not_fit_the_task_is_refused(tmp_path):
