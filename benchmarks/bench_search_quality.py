@@ -5,7 +5,10 @@ Each strategy searches each registered objective (``morphnas.searcher.objectives
 in the search loop's real order: the next trial is suggested while ``--pending`` trials are still pending (1 is a
 one-worker search, 4 a four-worker one), and the oldest pending trial is observed after each suggestion. The
 objective's noisy value is what the strategy observes; its noise-free value is what the benchmark judges.
-Seeds are fixed: strategies are tuned on 0-19 and reported on the held-out 100-119 (the default).
+Seeds are fixed: strategies are tuned on 0-19 and reported on the held-out 100-119 (the default). Those
+held-out seeds have been read by four rounds of changes, so from the fifth round (2026-12-07) every result is
+also reported on a fresh held-out set, 200-219, fixed here before that round's tuning started and not run
+before it.
 
 Output: per objective, the median best-so-far at 10, 25 and 50 evaluations, the mean rank at the end, wins and
 losses of the first strategy against each other one at the end, seconds per suggestion; JSON of every curve
