@@ -100,3 +100,13 @@ def test_gp_threads_setting_is_restored(data):
     before = torch.get_num_threads()
     ArchitectureGP(cache, fit_steps=3).fit(idx[:10], y[:10]).predict(idx[10:12])
     assert torch.get_num_threads() == before
+
+
+def test_noise_std_is_the_fitted_noise_in_metric_units(data):
+    cache, idx, y = data
+    gp = ArchitectureGP(cache, fit_steps=10).fit(idx[:30], y[:30])
+    assert gp.noise_std == pytest.approx(np.sqrt(gp.hyperparameters["noise"]) * y[:30].std())
+    fixed = ArchitectureGP(cache, noise=0.04, fit_steps=10)
+    assert fixed.noise_std == 0.0  # nothing fitted yet
+    scaled = [fixed.fit(idx[:30], k * y[:30]).noise_std for k in (1.0, 10.0)]
+    assert scaled[1] == pytest.approx(10 * scaled[0]) and scaled[0] == pytest.approx(0.2 * y[:30].std())

@@ -415,3 +415,53 @@ def test_climb_kinds_learns_which_kind_of_morphism_pays_and_resumes_exactly():
         x.observe(Observation(16, pending.architecture, best + 0.01))
     assert resumed.kinds == strategy.kinds
     assert resumed.suggest(17).architecture.canonical_hash() == strategy.suggest(17).architecture.canonical_hash()
+
+
+def test_initial_design_tries_each_kind_of_morphism_once_before_the_model():
+    def make():
+        return make_strategy("bayesian", [BASES["cnn"]()], seed=9, initial_design=4, **FAST_BO)
+
+    strategy = make()
+    first = strategy.suggest(0)
+    assert strategy.suggest(1) is None  # nothing trained yet: the design waits for the start's result
+    strategy.observe(Observation(0, first.architecture, 0.5))
+    design = [strategy.suggest(t) for t in range(1, 5)]  # four in flight together, as four workers ask
+    assert sorted(s.ops[0].name for s in design) == ["add_skip", "concat_skip", "deeper", "wider"]
+    assert all(s.parent == 0 and len(s.ops) == 1 and s.info["reason"].startswith("initial design") for s in design)
+    assert strategy.gp is None  # no proposal needed the model yet
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    for x in (strategy, resumed):
+        for t, s in enumerate(design, start=1):
+            x.observe(Observation(t, s.architecture, toy_metric(s.architecture)))
+    after, again = strategy.suggest(5), resumed.suggest(5)
+    assert after.info["reason"] == "acquisition" and strategy.gp is not None  # the design is spent: the model picks
+    assert after.architecture.canonical_hash() == again.architecture.canonical_hash()
+    with pytest.raises(ValueError, match="initial_design must be"):
+        make_strategy("bayesian", [BASES["cnn"]()], initial_design=-1)
+
+
+def test_noise_margin_asks_the_acquisition_for_an_improvement_larger_than_the_fitted_noise():
+    runs = {}
+    for margin in (False, True):
+        strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=10, noise_margin=margin, **FAST_BO)
+        _run(strategy, 5)
+        s = strategy.suggest(5)
+        best = max(o.metric for o in strategy.trained)
+        assert s.info["incumbent"] == pytest.approx(best + (strategy.gp.noise_std if margin else 0.0))
+        runs[margin] = strategy.gp.noise_std
+    assert runs[True] > 0  # the margin is the GP's own noise estimate, not zero
+
+
+def test_a_state_saved_before_the_noise_margin_resumes_without_it():
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=11, **FAST_BO)
+    _run(strategy, 4)
+    state = json.loads(json.dumps(strategy.state_dict()))
+    assert state["extra"]["noise_margin"] is True  # the default, recorded
+    del state["extra"]["noise_margin"]  # as a state written before the option existed
+    old = make_strategy("bayesian", [BASES["cnn"]()], seed=11, **FAST_BO)
+    old.load_state_dict(state)
+    assert old.noise_margin is False and old.suggest(4).info["incumbent"] == max(o.metric for o in old.trained)
+    off = make_strategy("bayesian", [BASES["cnn"]()], seed=11, noise_margin=False, **FAST_BO)
+    off.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert off.noise_margin is True  # the run's own setting wins over the resuming strategy's

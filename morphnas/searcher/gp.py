@@ -135,6 +135,13 @@ class ArchitectureGP:
         return len(self._x)
 
     @property
+    def noise_std(self) -> float:
+        """The fitted observation noise as a standard deviation in metric units (0 before a fit)."""
+        if not self.hyperparameters:
+            return 0.0
+        return float(np.sqrt(self.hyperparameters["noise"]) * self._y_std)
+
+    @property
     def train_indices(self) -> np.ndarray:
         """Cache indices of the training observations, in fit order."""
         return self._x.copy()
