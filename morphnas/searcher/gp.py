@@ -122,6 +122,7 @@ class ArchitectureGP:
         self._x = np.zeros(0, dtype=np.int64)
         self._y = np.zeros(0)
         self._y_mean, self._y_std = 0.0, 1.0
+        self._spread = False  # whether the targets had a spread (a noise can be fitted to them)
         self._model: _IndexGP | None = None
         self._chol: np.ndarray | None = None
         self._alpha: np.ndarray | None = None
@@ -136,8 +137,9 @@ class ArchitectureGP:
 
     @property
     def noise_std(self) -> float:
-        """The fitted observation noise as a standard deviation in metric units (0 before a fit)."""
-        if not self.hyperparameters:
+        """The fitted observation noise as a standard deviation in metric units: 0 before a fit, and 0 when every
+        target was equal (there was no spread to fit a noise to)."""
+        if not self.hyperparameters or not self._spread:
             return 0.0
         return float(np.sqrt(self.hyperparameters["noise"]) * self._y_std)
 
@@ -177,7 +179,8 @@ class ArchitectureGP:
         self._x, self._y = x, yv
         self._y_mean = float(yv.mean())
         spread = float(yv.std())
-        self._y_std = spread if spread > 1e-12 else 1.0
+        self._spread = spread > 1e-12
+        self._y_std = spread if self._spread else 1.0
         self.kernel.prepare(x)
         xt = torch.from_numpy(x.astype(np.float64))[:, None]
         yt = torch.from_numpy((yv - self._y_mean) / self._y_std)

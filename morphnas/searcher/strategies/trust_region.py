@@ -33,7 +33,9 @@ rest of its budget on widenings and deepenings predicted a hair above the best: 
 at 0.600 for 50 evaluations). With the margin those candidates score near zero, and EI goes where the posterior's
 spread could still pay (the same seed reaches 0.93). The margin follows the fitted noise, so it is as large as
 the metric's noise on any task, with no constant to tune (a fixed margin of 0.005 did as well on the synthetic
-objectives, whose noise is 0.005, and would be wrong on any other).
+objectives, whose noise is 0.005, and would be wrong on any other). It is read from the GP as conditioned on the
+pending trials' fantasies (their values enter the metric's spread), adds to any ``xi`` the acquisition has, and is
+0 while every metric observed is equal. Fifth round of issue 11, docs/benchmarks.md.
 
 When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
 kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
@@ -43,10 +45,7 @@ Thompson sampling on each kind's record of improving the best over every one-mor
 (``radius`` 2, at most 4, halved after every miss): chains of many random morphisms carry parts that do not pay
 and that no morphism can remove.
 
-Options measured and left off (docs/benchmarks.md): ``initial_design`` (the first proposals one-morphism
-children of the best, one of each kind, before the model picks: it spent the early budget the model used
-better); ``incumbent="posterior"`` (EI's incumbent the best posterior mean at an observed architecture instead of
-the best observed metric, the usual plug-in for noisy EI); ``restart`` (a region collapsed to one morphism that still
+Options measured and left off (docs/benchmarks.md): ``restart`` (a region collapsed to one morphism that still
 fails jumps back to ``max_radius``, as TuRBO restarts its region); ``local_share`` (that share of the pool one
 morphism from the best); ``portfolio`` (each proposal is the acquisition's pick or a uniform pick among the best
 model's children in the pool, by Thompson sampling on each arm's record of improving the best, as GP-Hedge keeps
@@ -68,6 +67,7 @@ while a promotion's metric is another fidelity's (it would read as an improvemen
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,7 +79,6 @@ from morphnas.searcher.strategies.base import Observation, Suggestion
 from morphnas.searcher.strategies.bayesian import GPStrategy
 
 CONTROLS = (None, "random-scores")
-INCUMBENTS = ("observed", "posterior")  # what EI improves on: the best noisy metric, or the best posterior mean
 ARMS = ("model", "random")  # the portfolio's two ways to pick from the pool
 
 
@@ -90,9 +89,9 @@ class BayesianSearch(GPStrategy):
     ``radius`` (initial), ``max_radius``, ``success_tolerance``, ``failure_tolerance``, ``min_improvement``:
     the trust region in morphism steps (module doc); ``restart``, ``local_share``, ``portfolio``, ``climb_share``,
     ``local_fit``, ``climb_collapsed``, ``climb_kinds``: see the module doc;
-    ``initial_design``, ``incumbent``, ``noise_margin`` (EI's incumbent plus the fitted noise; default on): see
-    the module doc; ``diversity``: the factor per pending trial with the same move; ``control``: None, or
-    ``"random-scores"`` (ablation); ``kernel``: ``"additive"`` (edit distance + descriptors; ``"bourgain"`` is the
+    ``noise_margin``: EI's incumbent is the best metric plus the GP's fitted noise (default on; module doc);
+    ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
+    (ablation); ``kernel``: ``"additive"`` (edit distance + descriptors; ``"bourgain"`` is the
     paper's). Other options (fantasy, refit...) as ``GPStrategy``.
     """
 
@@ -104,8 +103,7 @@ class BayesianSearch(GPStrategy):
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
-                 initial_design: int = 0, incumbent: str = "observed", noise_margin: bool = True,
-                 kernel: str = "additive", **options: Any) -> None:
+                 noise_margin: bool = True, kernel: str = "additive", **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -133,12 +131,6 @@ class BayesianSearch(GPStrategy):
         self.local_fit = int(local_fit)
         self.climb_collapsed = bool(climb_collapsed)
         self.climb_kinds = bool(climb_kinds)
-        if initial_design < 0:
-            raise ValueError(f"initial_design must be >= 0 (0: none), got {initial_design!r}")
-        self.initial_design = int(initial_design)
-        if incumbent not in INCUMBENTS:
-            raise ValueError(f"unknown incumbent {incumbent!r}; valid: {', '.join(INCUMBENTS)}")
-        self.incumbent = incumbent
         self.noise_margin = bool(noise_margin)
         super().__init__(initial, seed, acquisition=acquisition, kernel=kernel, **options)
 
@@ -227,9 +219,6 @@ class BayesianSearch(GPStrategy):
         trained = self.trained
         if not trained:
             return None
-        design = self._design_move(trial_id)
-        if design is not None:
-            return design
         climb = self.climb_collapsed and self.radius == 1  # the model failed at every radius: climb instead
         if climb or (self.climb_share and self.rng.random() < self.climb_share):  # a hill-climbing move, no model
             rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
@@ -239,8 +228,6 @@ class BayesianSearch(GPStrategy):
             if found is not None:
                 return found
         rng, gp, best, info = self.begin_proposal()
-        if self.incumbent == "posterior":
-            best = float(np.max(gp.predict([self._index[o.trial_id] for o in self.modelled()])[0]))
         if self.noise_margin:  # an improvement smaller than the noise is not one
             best += gp.noise_std
         pool = self.candidate_pool(rng)
@@ -267,23 +254,6 @@ class BayesianSearch(GPStrategy):
                                 incumbent=best, acquisition=float(values[k]), mean=float(post.mean[k]),
                                 std=float(post.std[k]), ops=len(ops), arm=arm)
         return Suggestion(graph, parent.trial_id, ops, self.inherit_weights, info)
-
-    def _design_move(self, trial_id: int) -> Suggestion | None:
-        """While fewer than ``initial_design`` proposals were made: a random unseen one-morphism child of the best,
-        each morphism kind once in a seeded order, so the GP first sees what each kind does (module doc)."""
-        made = len(self.pending) + sum(o.continues is None for o in self.observations.values()) - self._next_initial
-        if made >= self.initial_design:
-            return None
-        rng = np.random.default_rng([self.seed, 2718, int(trial_id)])
-        order = np.random.default_rng([self.seed, 2718]).permutation(len(RANDOM_OP_NAMES))
-        kind = RANDOM_OP_NAMES[int(order[made % len(order)])]
-        best = self.ranked_models()[0]
-        for _ in range(64):
-            chain = self.morph_chain(best.architecture, 1, rng)
-            if chain is not None and chain[1][0].name == kind and not self.is_seen(chain[0]):
-                return Suggestion(chain[0], best.trial_id, chain[1], self.inherit_weights,
-                                  {"strategy": self.name, "reason": f"initial design: one {kind} of the best"})
-        return None
 
     def _kind_climb(self, rng: np.random.Generator, why: str) -> Suggestion | None:
         """A random unseen one-morphism child of the best whose morphism is of a kind drawn by Thompson sampling on
@@ -345,4 +315,9 @@ class BayesianSearch(GPStrategy):
         self.kinds = {kind: [int(v) for v in extra.get("kinds", {}).get(kind, [0, 0])] for kind in RANDOM_OP_NAMES}
         # a search continues as it started: a state saved before the margin existed (and became the default)
         # ran without it, whatever this strategy was built with
-        self.noise_margin = bool(extra.get("noise_margin", False))
+        recorded = bool(extra.get("noise_margin", False))
+        if recorded != self.noise_margin:
+            warnings.warn(f"bayesian: the saved search ran with noise_margin={recorded}; it continues so "
+                          f"(this strategy was built with noise_margin={self.noise_margin})", UserWarning,
+                          stacklevel=2)
+        self.noise_margin = recorded
