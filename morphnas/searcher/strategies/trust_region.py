@@ -30,7 +30,7 @@ the best observed metric plus the GP's fitted noise, as a standard deviation in 
 the plain incumbent, a search whose first skips all cost something learned "skips are bad" and then spent the
 rest of its budget on widenings and deepenings predicted a hair above the best: on a plateau, noise-sized
 "improvements" with a tiny spread win EI, so the model never looked elsewhere (skip-pattern, tuning seed 8, stuck
-at 0.600 for 50 evaluations). With the margin those candidates score near zero, and EI goes where the posterior's
+at 0.600 from its second evaluation to its fiftieth). With the margin those candidates score near zero, and EI goes where the posterior's
 spread could still pay (the same seed reaches 0.93). The margin follows the fitted noise, so it is as large as
 the metric's noise on any task, with no constant to tune (a fixed margin of 0.005 did as well on the synthetic
 objectives, whose noise is 0.005, and would be wrong on any other). It is read from the GP as conditioned on the
