@@ -27,15 +27,15 @@ median at 50 evaluations and on most seeds of each (docs/benchmarks.md, fourth r
 
 EI asks for an improvement larger than the noise (``noise_margin``, on by default): the incumbent it must beat is
 the best observed metric plus the GP's fitted noise, as a standard deviation in metric units. Why, measured: with
-the plain incumbent, a search whose first skips all cost something learned "skips are bad" and then spent the
-rest of its budget on widenings and deepenings predicted a hair above the best: on a plateau, noise-sized
-"improvements" with a tiny spread win EI, so the model never looked elsewhere (skip-pattern, tuning seed 8, stuck
-at 0.600 from its second evaluation to its fiftieth). With the margin those candidates score near zero, and EI goes where the posterior's
-spread could still pay (the same seed reaches 0.93). The margin follows the fitted noise, so it is as large as
-the metric's noise on any task, with no constant to tune (a fixed margin of 0.005 did as well on the synthetic
-objectives, whose noise is 0.005, and would be wrong on any other). It is read from the GP as conditioned on the
-pending trials' fantasies (their values enter the metric's spread), adds to any ``xi`` the acquisition has, and is
-0 while every metric observed is equal. Fifth round of issue 11, docs/benchmarks.md.
+the plain incumbent, a search whose first skips all cost something learned "skips are bad" and then spent the rest
+of its budget on widenings and deepenings predicted a hair above the best: on a plateau, noise-sized "improvements"
+with a tiny spread win EI, so the model never looked elsewhere (skip-pattern, tuning seed 8, stuck at 0.600 from its
+second evaluation to its fiftieth). With the margin those candidates score near zero, and EI goes where the
+posterior's spread could still pay (the same seed reaches 0.93). The margin follows the fitted noise, so it is as
+large as the metric's noise on any task, with no constant to tune (a fixed margin of 0.005 did as well on the
+synthetic objectives, whose noise is 0.005, and would be wrong on any other). It is read from the GP as conditioned
+on the pending trials' fantasies (their values enter the metric's spread), adds to any ``xi`` the acquisition has,
+and is 0 while every metric observed is equal. Fifth round of issue 11, docs/benchmarks.md.
 
 When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
 kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
