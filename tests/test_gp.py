@@ -110,3 +110,5 @@ def test_noise_std_is_the_fitted_noise_in_metric_units(data):
     assert fixed.noise_std == 0.0  # nothing fitted yet
     scaled = [fixed.fit(idx[:30], k * y[:30]).noise_std for k in (1.0, 10.0)]
     assert scaled[1] == pytest.approx(10 * scaled[0]) and scaled[0] == pytest.approx(0.2 * y[:30].std())
+    flat = ArchitectureGP(cache, fit_steps=5).fit(idx[:10], np.full(10, 0.1))
+    assert flat.noise_std == 0.0  # every target equal: no spread to fit a noise to, so no margin
