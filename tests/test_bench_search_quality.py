@@ -1,0 +1,63 @@
+"""The search-quality benchmark's report logic: pooling earlier runs and issue 11's criterion (no search runs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search_quality.py"
+spec = importlib.util.spec_from_file_location("bench_search_quality", SCRIPT)
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def _write(path: Path, seeds: list[int], curves: dict[str, np.ndarray], budget: int = 4, pending: int = 1) -> str:
+    path.write_text(json.dumps({"seeds": seeds, "budget": budget, "pending": pending,
+                                "curves": {k: v.tolist() for k, v in curves.items()}}))
+    return str(path)
+
+
+def test_pooling_keeps_every_seed_s_own_curve_and_reports_the_pool(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a = {"x|obj": np.sort(rng.random((3, 4)), axis=1), "y|obj": np.sort(rng.random((3, 4)), axis=1)}
+    b = {"x|obj": np.sort(rng.random((2, 4)), axis=1), "y|obj": np.sort(rng.random((2, 4)), axis=1),
+         "z|obj": np.zeros((2, 4))}  # only in the second file: dropped from the pool
+    fa, fb = _write(tmp_path / "a.json", [1, 2, 3], a), _write(tmp_path / "b.json", [7, 8], b)
+    seeds, budget, pending, pooled = bench.load_runs([fa, fb])
+    assert seeds == [1, 2, 3, 7, 8] and (budget, pending) == (4, 1)
+    assert set(pooled) == {"x|obj", "y|obj"}
+    np.testing.assert_array_equal(pooled["x|obj"], np.vstack([a["x|obj"], b["x|obj"]]))
+    bench.main(["--load", fa, fb, "--out-dir", str(tmp_path / "out"), "--name", "pool"])
+    written = json.loads((tmp_path / "out" / "pool.json").read_text())
+    assert written["seeds"] == seeds
+    np.testing.assert_allclose(written["curves"]["y|obj"], pooled["y|obj"])
+    assert "5 seeds (a, b pooled)" in capsys.readouterr().out
+
+
+def test_pooling_refuses_other_settings_repeated_seeds_and_bad_files(tmp_path):
+    curves = {"x|obj": np.ones((2, 4))}
+    first = _write(tmp_path / "a.json", [0, 1], curves)
+    with pytest.raises(ValueError, match=r"b.json: budget 4, pending 4; the first file has budget 4, pending 1"):
+        bench.load_runs([first, _write(tmp_path / "b.json", [5, 6], curves, pending=4)])
+    with pytest.raises(ValueError, match=r"c.json: seeds \[1\] are already in an earlier file"):
+        bench.load_runs([first, _write(tmp_path / "c.json", [1, 2], curves)])
+    (tmp_path / "d.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"d\.json: not a search-quality JSON"):
+        bench.load_runs([first, str(tmp_path / "d.json")])
+    with pytest.raises(ValueError, match=r"has shape \(2, 4\), expected \(3, 4\)"):
+        bench.load_runs([_write(tmp_path / "e.json", [0, 1, 2], curves)])
+
+
+def test_the_criterion_needs_every_median_and_more_seeds_won_than_lost():
+    other = np.array([[0.5, 0.6], [0.5, 0.6], [0.5, 0.6]])
+    ahead = other + np.array([[0.1, 0.1], [0.1, 0.1], [0.0, -0.1]])  # medians ahead, 2 seeds won, 1 lost
+    assert bench.criterion(ahead, other, [1, 2]) == []
+    level = other + np.array([[0.0, 0.2], [0.0, 0.0], [0.0, -0.01]])  # medians level; 1 won, 1 lost, 1 tie
+    assert bench.criterion(level, other, [1, 2]) == ["seeds @2 1 won, 1 lost"]
+    behind = other - 0.05
+    assert bench.criterion(behind, other, [1, 2]) == ["median @1 0.4500 < 0.5000", "median @2 0.5500 < 0.6000",
+                                                      "seeds @2 0 won, 3 lost"]
