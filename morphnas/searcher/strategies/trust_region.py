@@ -79,8 +79,7 @@ from morphnas.searcher.strategies.base import Observation, Suggestion
 from morphnas.searcher.strategies.bayesian import GPStrategy
 
 CONTROLS = (None, "random-scores")
-ARMS = ("model", "random")
-FLATS = ("fail", "grow", "neutral")  # what a child within the noise of the best does to the region  # the portfolio's two ways to pick from the pool
+ARMS = ("model", "random")  # the portfolio's two ways to pick from the pool
 
 
 class BayesianSearch(GPStrategy):
@@ -104,8 +103,7 @@ class BayesianSearch(GPStrategy):
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
-                 noise_margin: bool = True, widen_parents: bool = False, flat: str = "fail",
-                 kernel: str = "additive", **options: Any) -> None:
+                 noise_margin: bool = True, kernel: str = "additive", **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -134,18 +132,12 @@ class BayesianSearch(GPStrategy):
         self.climb_collapsed = bool(climb_collapsed)
         self.climb_kinds = bool(climb_kinds)
         self.noise_margin = bool(noise_margin)
-        self.widen_parents = bool(widen_parents)
-        if flat not in FLATS:
-            raise ValueError(f"unknown flat {flat!r}; valid: {', '.join(FLATS)}")
-        self.flat = flat
         super().__init__(initial, seed, acquisition=acquisition, kernel=kernel, **options)
 
     def _reset(self) -> None:
         super()._reset()
         self.radius = self.initial_radius
         self.successes = self.failures = 0
-        self.stall = 0  # misses in a row with the region already collapsed to one morphism
-        self._noise = 0.0  # the GP's fitted noise at the last proposal (metric units)
         self._best_seen: float | None = None
         self.arms = {arm: [0, 0] for arm in ARMS}  # the portfolio: [improved the best, did not] per arm
         self._arm_of: dict[int, str] = {}  # pending trial -> the arm that proposed it
@@ -164,17 +156,11 @@ class BayesianSearch(GPStrategy):
         if self._best_seen is None:
             self._best_seen = value
             return
-        step = self.min_improvement * max(1.0, abs(self._best_seen))
-        noise = self._noise if self.flat != "fail" else 0.0
-        improved = value > self._best_seen + max(step, noise)
-        flat = not improved and value >= self._best_seen - noise
-        if flat and self.flat == "neutral":
-            pass
-        elif improved or (flat and self.flat == "grow"):
-            self.successes, self.failures, self.stall = self.successes + 1, 0, 0
+        improved = value > self._best_seen + self.min_improvement * max(1.0, abs(self._best_seen))
+        if improved:
+            self.successes, self.failures = self.successes + 1, 0
         else:
             self.successes, self.failures = 0, self.failures + 1
-            self.stall += self.radius == 1
         if arm is not None:
             self.arms[arm][0 if improved else 1] += 1
         if kind is not None:
@@ -198,9 +184,7 @@ class BayesianSearch(GPStrategy):
         return [o for i, o in enumerate(modelled) if i in keep]
 
     def _parents(self) -> list[Observation]:
-        """The top ``top_k`` models; with ``widen_parents``, twice as many for every miss in a row at radius 1."""
-        count = self.top_k * 2 ** min(self.stall, 16) if self.widen_parents else self.top_k
-        return self.ranked_models()[:count]
+        return self.ranked_models()[: self.top_k]
 
     def candidate_pool(self, rng: np.random.Generator) -> list[tuple[Observation, tuple[Op, ...], Graph]]:
         """Up to ``pool_size`` unseen, distinct children: ``local_share`` of them one morphism from the best
@@ -244,7 +228,6 @@ class BayesianSearch(GPStrategy):
             if found is not None:
                 return found
         rng, gp, best, info = self.begin_proposal()
-        self._noise = gp.noise_std
         if self.noise_margin:  # an improvement smaller than the noise is not one
             best += gp.noise_std
         pool = self.candidate_pool(rng)
@@ -321,13 +304,12 @@ class BayesianSearch(GPStrategy):
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "radius": self.radius, "successes": self.successes,
                 "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
-                "kinds": self.kinds, "noise_margin": self.noise_margin, "stall": self.stall, "noise": self._noise}
+                "kinds": self.kinds, "noise_margin": self.noise_margin}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         super().load_extra_state(extra)
         self.radius = int(extra.get("radius", self.initial_radius))
         self.successes, self.failures = int(extra.get("successes", 0)), int(extra.get("failures", 0))
-        self.stall, self._noise = int(extra.get("stall", 0)), float(extra.get("noise", 0.0))
         self._best_seen = extra.get("best_seen")
         self.arms = {arm: [int(v) for v in extra.get("arms", {}).get(arm, [0, 0])] for arm in ARMS}
         self.kinds = {kind: [int(v) for v in extra.get("kinds", {}).get(kind, [0, 0])] for kind in RANDOM_OP_NAMES}
