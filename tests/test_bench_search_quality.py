@@ -61,3 +61,22 @@ def test_the_criterion_needs_every_median_and_more_seeds_won_than_lost():
     behind = other - 0.05
     assert bench.criterion(behind, other, [1, 2]) == ["median @1 0.4500 < 0.5000", "median @2 0.5500 < 0.6000",
                                                       "seeds @2 0 won, 3 lost"]
+
+
+trace_spec = importlib.util.spec_from_file_location("trace_search", SCRIPT.with_name("trace_search.py"))
+tracer = importlib.util.module_from_spec(trace_spec)
+trace_spec.loader.exec_module(tracer)
+
+
+@pytest.mark.parametrize(("label", "objective", "pending"), [("hill-climbing", "stats-target", 1),
+                                                              ("bayesian", "skip-pattern", 4)])
+def test_the_tracer_replays_the_benchmark_s_own_search(label, objective, pending):
+    rows = tracer.trace(label, objective, 3, budget=6, pending=pending)
+    curve, _ = bench.run(label, objective, 3, 6, pending)
+    assert [r["best"] for r in rows] == curve  # the same proposals, observed in the same order
+    assert sorted(r["trial"] for r in rows) == list(range(6))
+    assert all(r["parent"] is not None and r["ops"] for r in rows[1:])
+    if label == "bayesian":
+        assert all("radius" in r and "acquisition" in r for r in rows[1:] if r["parent"] is not None)
+    with pytest.raises(ValueError, match="unknown objective 'nope'"):
+        tracer.trace(label, "nope", 3)
