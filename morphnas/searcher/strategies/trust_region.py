@@ -42,7 +42,8 @@ noise (the GP read noise as signal), so there the margin is small (sixth round).
 The region's size is a trade, measured (sixth round): a larger first region (``radius`` 3 or 4) gains early where
 far moves pay (far-optimum and stats-target at 10 evaluations; real training at 12 trials, where it closed most of
 the gap to ``autokeras``), and loses skip-pattern late, because an early chain of random morphisms adds a skip that
-costs and that no morphism can remove. Radius 2 stays the default until a pre-registered test says otherwise.
+costs and that no morphism can remove. Radius 3 was put to two rules fixed before their runs and failed both on
+skip-pattern at 50 evaluations, so radius 2 stays the default.
 
 When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
 kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
