@@ -33,6 +33,7 @@ import argparse
 import json
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from morphnas.engine.stats import wilcoxon_paired
-from morphnas.searcher import Observation, StrategyExhausted, make_strategy
+from morphnas.searcher import Observation, StrategyExhausted, Suggestion, make_strategy
 from morphnas.searcher.objectives import OBJECTIVES, make_objective
 
 STRATEGIES = ["bayesian", "autokeras", "hill-climbing", "evolution", "random-walk", "random"]
@@ -72,12 +73,16 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run(label: str, objective_name: str, seed: int, budget: int, pending: int) -> tuple[list[float], list[float]]:
-    """Best-so-far noise-free value after each observation, and the seconds of each suggest() call."""
+def run(label: str, objective_name: str, seed: int, budget: int, pending: int,
+        record: Callable[[int, Suggestion, float, float], None] | None = None) -> tuple[list[float], list[float]]:
+    """Best-so-far noise-free value after each observation, and the seconds of each suggest() call.
+
+    ``record(trial_id, suggestion, seen, clean)``, if given, is called for each observed trial, in observation
+    order, with the noisy value the strategy saw and the noise-free one (``trace_search.py`` prints them)."""
     name, options = parse_label(label)
     objective = make_objective(objective_name, seed)
     strategy = make_strategy(name, [objective.start()], seed=seed, **options)
-    queue: list[tuple[int, Any]] = []  # suggested, not yet observed (oldest first)
+    queue: list[tuple[int, Suggestion]] = []  # suggested, not yet observed (oldest first)
     best, curve, times = -np.inf, [], []
     next_id = 0
     while len(curve) < budget:
@@ -90,13 +95,17 @@ def run(label: str, objective_name: str, seed: int, budget: int, pending: int) -
             times.append(time.perf_counter() - t0)
             if suggestion is None:  # it waits for a result
                 break
-            queue.append((next_id, suggestion.architecture))
+            queue.append((next_id, suggestion))
             next_id += 1
         if not queue:
             break
-        trial_id, graph = queue.pop(0)
-        strategy.observe(Observation(trial_id, graph, objective(graph)))
-        best = max(best, objective.clean(graph))
+        trial_id, suggestion = queue.pop(0)
+        graph = suggestion.architecture
+        seen, clean = objective(graph), objective.clean(graph)
+        strategy.observe(Observation(trial_id, graph, seen))
+        if record is not None:
+            record(trial_id, suggestion, seen, clean)
+        best = max(best, clean)
         curve.append(best)
     curve += [best] * (budget - len(curve))  # an exhausted strategy keeps its best
     return curve, times

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search_quality import parse_label
+from bench_search_quality import run
 
 from morphnas.graph.descriptors import skip_spans
 from morphnas.graph.graph import Graph
-from morphnas.searcher import Observation, StrategyExhausted, make_strategy
+from morphnas.searcher import Suggestion
 from morphnas.searcher.objectives import (
     FarOptimum,
     Objective,
@@ -61,37 +61,20 @@ def objective_header(objective: Objective) -> str:
 
 
 def trace(label: str, objective_name: str, seed: int, budget: int = 50, pending: int = 1) -> list[dict[str, Any]]:
-    """One row per observed trial, in observation order (the search loop's order, as the benchmark runs it)."""
+    """One row per observed trial, in observation order: ``bench_search_quality.run``'s own search, recorded."""
     if budget < 1 or pending < 0:
         raise ValueError(f"budget must be >= 1 and pending >= 0, got {budget} and {pending}")
-    name, options = parse_label(label)
-    objective = make_objective(objective_name, seed)
-    strategy = make_strategy(name, [objective.start()], seed=seed, **options)
-    queue: list[tuple[int, Any]] = []
+    objective = make_objective(objective_name, seed)  # for its view of each architecture, not its noise
     rows: list[dict[str, Any]] = []
-    best, next_id = -np.inf, 0
-    while len(rows) < budget:
-        while next_id < budget and len(queue) <= pending:
-            try:
-                suggestion = strategy.suggest(next_id)
-            except StrategyExhausted:
-                suggestion = None
-            if suggestion is None:
-                break
-            queue.append((next_id, suggestion))
-            next_id += 1
-        if not queue:
-            break
-        trial_id, suggestion = queue.pop(0)
-        graph = suggestion.architecture
-        seen, clean = objective(graph), objective.clean(graph)
-        strategy.observe(Observation(trial_id, graph, seen))
-        best = max(best, clean)
+
+    def record(trial_id: int, suggestion: Suggestion, seen: float, clean: float) -> None:
         info = suggestion.info
         rows.append({"trial": trial_id, "parent": suggestion.parent, "ops": [op.name for op in suggestion.ops],
-                     "seen": seen, "clean": clean, "best": best,
+                     "seen": seen, "clean": clean, "best": max(clean, rows[-1]["best"] if rows else clean),
                      **{k: info[k] for k in ("radius", "incumbent", "mean", "std", "acquisition") if k in info},
-                     "view": objective_view(objective, graph)})
+                     "view": objective_view(objective, suggestion.architecture)})
+
+    run(label, objective_name, seed, budget, pending, record=record)
     return rows
 
 
