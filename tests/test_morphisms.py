@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from morphnas.graph import Conv2d, Dense, Flatten, Graph, GraphError, MaxPool, ReLU, generators
 from morphnas.graph.morphisms import (
+    RANDOM_OP_NAMES,
     LimitError,
     Limits,
     MorphismError,
@@ -210,6 +211,20 @@ def test_limits_are_enforced_and_random_morph_respects_them():
             break
         assert child.n_layers() <= limits.max_layers and child.n_params() <= limits.max_params
         assert child.max_width() <= 16
+
+
+def test_random_morph_draws_only_the_kinds_asked_for_and_refuses_unknown_ones():
+    g = SMALL["cnn"]()
+    for kinds in [("deeper", "wider"), ("add_skip",)]:
+        rng = np.random.default_rng(2)
+        assert {random_morph(g, rng, kinds=kinds)[1].name for _ in range(12)} == set(kinds)
+    # every kind by default, drawn exactly as when the kinds are named
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [random_morph(g, a)[1] for _ in range(6)] == [random_morph(g, b, kinds=RANDOM_OP_NAMES)[1]
+                                                         for _ in range(6)]
+    for bad in [(), ("shallower",)]:
+        with pytest.raises(ValueError, match="kinds must be a non-empty subset of"):
+            random_morph(g, np.random.default_rng(0), kinds=bad)
 
 
 def test_a_cost_cap_refuses_children_that_cost_more():

@@ -372,6 +372,27 @@ def test_local_fit_models_only_the_observations_nearest_the_best():
         make_strategy("bayesian", [BASES["cnn"]()], local_fit=-1)
 
 
+def test_chain_skips_caps_the_skips_in_chains_of_several_morphisms():
+    pools = {}
+    for cap in (None, 0, 1):
+        strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=4, radius=4, chain_skips=cap, **FAST_BO)
+        s = strategy.suggest(0)
+        strategy.observe(Observation(0, s.architecture, 0.5))
+        pools[cap] = [ops for _, ops, _ in strategy.candidate_pool(np.random.default_rng(0))]
+    skip = {"add_skip", "concat_skip"}
+
+    def skips(ops):
+        return sum(op.name in skip for op in ops)
+
+    assert any(len(ops) > 1 and skips(ops) > 1 for ops in pools[None])  # no cap: chains carry several skips
+    assert all(skips(ops) == 0 for ops in pools[0] if len(ops) > 1)
+    assert any(skips(ops) for ops in pools[0])  # with cap 0 a skip is still proposed, alone
+    assert all(skips(ops) <= 1 for ops in pools[1]) and any(len(ops) > 1 and skips(ops) for ops in pools[1])
+    assert all(max(len(ops) for ops in pool) > 1 for pool in pools.values())
+    with pytest.raises(ValueError, match="chain_skips must be None"):
+        make_strategy("bayesian", [BASES["cnn"]()], chain_skips=-1)
+
+
 def test_climb_collapsed_climbs_only_while_the_region_is_one_morphism():
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=7, radius=2, max_radius=4, failure_tolerance=1,
                              success_tolerance=1, climb_collapsed=True, **FAST_BO)

@@ -475,10 +475,11 @@ def replay(graph: Graph, ops: Iterable[Op | dict[str, Any]], limits: Limits | No
 RANDOM_OP_NAMES = ("deeper", "wider", "add_skip", "concat_skip")  # the kinds of morphism random_morph draws, uniformly
 
 
-def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
-    """Draw one candidate op (it may still turn out impossible; the caller retries)."""
+def _random_op(graph: Graph, rng: np.random.Generator, noise: float,
+               kinds: Sequence[str] = RANDOM_OP_NAMES) -> Op:
+    """Draw one candidate op of one of ``kinds`` (it may still turn out impossible; the caller retries)."""
     seed = int(rng.integers(2**31 - 1))
-    name = RANDOM_OP_NAMES[int(rng.integers(len(RANDOM_OP_NAMES)))]
+    name = kinds[int(rng.integers(len(kinds)))]
     not_last = [lid for lid in graph.topological_layers() if graph.layer_output[lid] != graph.output_node]
     if name == "deeper":
         lid = not_last[int(rng.integers(len(not_last)))]
@@ -510,18 +511,23 @@ def _random_op(graph: Graph, rng: np.random.Generator, noise: float) -> Op:
 
 
 def random_morph(graph: Graph, rng: np.random.Generator, noise: float = DEFAULT_NOISE,
-                 limits: Limits | None = None, max_attempts: int = 32) -> tuple[Graph, Op]:
-    """A random applicable one-op child of ``graph`` and its op; draws only from ``rng``.
+                 limits: Limits | None = None, max_attempts: int = 32,
+                 kinds: Sequence[str] = RANDOM_OP_NAMES) -> tuple[Graph, Op]:
+    """A random applicable one-op child of ``graph`` and its op, its kind drawn uniformly from ``kinds`` (a subset
+    of ``RANDOM_OP_NAMES``); draws only from ``rng``.
 
     Impossible or over-limit candidates are skipped; MorphismError when none of ``max_attempts`` applies.
     """
+    unknown = [k for k in kinds if k not in RANDOM_OP_NAMES]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of {RANDOM_OP_NAMES}, got {tuple(kinds)!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     noise = _check_noise(noise)
     reasons: list[str] = []
     for _ in range(max_attempts):
         try:
-            op = _random_op(graph, rng, noise)
+            op = _random_op(graph, rng, noise, kinds)
             return apply(graph, op, limits=limits), op
         except MorphismError as exc:
             reasons.append(str(exc))

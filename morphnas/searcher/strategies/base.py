@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from morphnas.graph.graph import Graph
-from morphnas.graph.morphisms import DEFAULT_NOISE, Limits, MorphismError, Op, random_morph, replay
+from morphnas.graph.morphisms import DEFAULT_NOISE, RANDOM_OP_NAMES, Limits, MorphismError, Op, random_morph, replay
 from morphnas.status import TrialStatus
 
 STATE_VERSION = 1
@@ -348,13 +348,14 @@ class Strategy(ABC):
                 return suggestion
         return None
 
-    def morph_chain(self, graph: Graph, length: int, rng: np.random.Generator) -> tuple[Graph, tuple[Op, ...]] | None:
-        """``graph`` after ``length`` random morphisms (this strategy's noise and limits) and the ops, or None when
-        a morphism was refused (e.g. by the size limits)."""
+    def morph_chain(self, graph: Graph, length: int, rng: np.random.Generator,
+                    kinds: Sequence[str] = RANDOM_OP_NAMES) -> tuple[Graph, tuple[Op, ...]] | None:
+        """``graph`` after ``length`` random morphisms of ``kinds`` (this strategy's noise and limits) and the ops,
+        or None when a morphism was refused (e.g. by the size limits)."""
         ops = []
         try:
             for _ in range(length):
-                graph, op = random_morph(graph, rng, noise=self.noise, limits=self.limits)
+                graph, op = random_morph(graph, rng, noise=self.noise, limits=self.limits, kinds=kinds)
                 ops.append(op)
         except MorphismError:
             return None

@@ -88,6 +88,8 @@ from morphnas.searcher.strategies.bayesian import GPStrategy
 
 CONTROLS = (None, "random-scores")
 ARMS = ("model", "random")  # the portfolio's two ways to pick from the pool
+SKIP_OP_NAMES = ("add_skip", "concat_skip")
+SIZE_OP_NAMES = tuple(k for k in RANDOM_OP_NAMES if k not in SKIP_OP_NAMES)  # what a chain adds past ``chain_skips``
 
 
 class BayesianSearch(GPStrategy):
@@ -111,7 +113,8 @@ class BayesianSearch(GPStrategy):
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
-                 noise_margin: bool = True, kernel: str = "additive", **options: Any) -> None:
+                 noise_margin: bool = True, chain_skips: int | None = None, kernel: str = "additive",
+                 **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -140,6 +143,9 @@ class BayesianSearch(GPStrategy):
         self.climb_collapsed = bool(climb_collapsed)
         self.climb_kinds = bool(climb_kinds)
         self.noise_margin = bool(noise_margin)
+        if chain_skips is not None and int(chain_skips) < 0:
+            raise ValueError(f"chain_skips must be None (no limit) or >= 0, got {chain_skips!r}")
+        self.chain_skips = None if chain_skips is None else int(chain_skips)
         super().__init__(initial, seed, acquisition=acquisition, kernel=kernel, **options)
 
     def _reset(self) -> None:
@@ -209,7 +215,7 @@ class BayesianSearch(GPStrategy):
                 use_best = local or len(parents) == 1 or rng.random() < self.p_best
                 parent = parents[0] if use_best else parents[int(rng.integers(1, len(parents)))]
                 length = 1 if local else int(rng.integers(1, self.radius + 1))
-                chain = self.morph_chain(parent.architecture, length, rng)
+                chain = self._chain(parent.architecture, length, rng)
                 if chain is None:
                     continue
                 graph, ops = chain
@@ -222,6 +228,20 @@ class BayesianSearch(GPStrategy):
         draw(round(self.local_share * self.pool_size), local=True)
         draw(self.pool_size - len(pool), local=False)
         return pool
+
+    def _chain(self, graph: Graph, length: int, rng: np.random.Generator) -> tuple[Graph, tuple[Op, ...]] | None:
+        """``length`` random morphisms of ``graph``; with ``chain_skips``, a chain of several adds at most that many
+        skips (then only deeper and wider), while a single morphism may be any kind."""
+        if self.chain_skips is None or length == 1:
+            return self.morph_chain(graph, length, rng)
+        ops: tuple[Op, ...] = ()
+        for _ in range(length):
+            skips = sum(op.name in SKIP_OP_NAMES for op in ops)
+            step = self.morph_chain(graph, 1, rng, RANDOM_OP_NAMES if skips < self.chain_skips else SIZE_OP_NAMES)
+            if step is None:
+                return None
+            graph, ops = step[0], ops + step[1]
+        return graph, ops
 
     def propose(self, trial_id: int) -> Suggestion | None:
         trained = self.trained
