@@ -480,3 +480,20 @@ def test_a_state_saved_before_the_noise_margin_resumes_without_it():
     with pytest.warns(UserWarning, match="ran with noise_margin=True"):
         off.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
     assert off.noise_margin is True  # the run's own setting wins over the resuming strategy's, and it says so
+
+
+def test_a_search_resumes_with_the_skip_cap_it_ran_with():
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=12, radius=3, chain_skips=0, **FAST_BO)
+    _run(strategy, 4)
+    state = json.loads(json.dumps(strategy.state_dict()))
+    same = make_strategy("bayesian", [BASES["cnn"]()], seed=12, radius=3, chain_skips=0, **FAST_BO)
+    same.load_state_dict(state)
+    assert same.suggest(4).architecture.canonical_hash() == strategy.suggest(4).architecture.canonical_hash()
+    other = make_strategy("bayesian", [BASES["cnn"]()], seed=12, radius=3, chain_skips=2, **FAST_BO)
+    with pytest.warns(UserWarning, match="ran with chain_skips=0"):
+        other.load_state_dict(state)
+    assert other.chain_skips == 0
+    del state["extra"]["chain_skips"]  # as a state written before the option existed: no cap
+    with pytest.warns(UserWarning, match="ran with chain_skips=None"):
+        same.load_state_dict(state)
+    assert same.chain_skips is None

@@ -332,7 +332,7 @@ class BayesianSearch(GPStrategy):
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "radius": self.radius, "successes": self.successes,
                 "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
-                "kinds": self.kinds, "noise_margin": self.noise_margin}
+                "kinds": self.kinds, "noise_margin": self.noise_margin, "chain_skips": self.chain_skips}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         super().load_extra_state(extra)
@@ -349,3 +349,10 @@ class BayesianSearch(GPStrategy):
                           f"(this strategy was built with noise_margin={self.noise_margin})", UserWarning,
                           stacklevel=2)
         self.noise_margin = recorded
+        # the same for the skip cap: a state saved before it existed ran without one
+        cap = extra.get("chain_skips")
+        cap = None if cap is None else int(cap)
+        if cap != self.chain_skips:
+            warnings.warn(f"bayesian: the saved search ran with chain_skips={cap}; it continues so (this strategy "
+                          f"was built with chain_skips={self.chain_skips})", UserWarning, stacklevel=2)
+        self.chain_skips = cap
