@@ -80,3 +80,18 @@ def test_the_tracer_replays_the_benchmark_s_own_search(label, objective, pending
         assert all("radius" in r and "acquisition" in r for r in rows[1:] if r["parent"] is not None)
     with pytest.raises(ValueError, match="unknown objective 'nope'"):
         tracer.trace(label, "nope", 3)
+
+
+anatomy_spec = importlib.util.spec_from_file_location("skip_pattern_anatomy",
+                                                      SCRIPT.with_name("skip_pattern_anatomy.py"))
+anatomist = importlib.util.module_from_spec(anatomy_spec)
+anatomy_spec.loader.exec_module(anatomist)
+
+
+def test_the_skip_pattern_anatomy_adds_up_to_the_objective_s_value():
+    row = anatomist.best_anatomy(("hill-climbing", 3, 12, 1))
+    curve, _ = bench.run("hill-climbing", "skip-pattern", 3, 12, 1)
+    assert row["value"] == curve[-1]  # the best architecture of the benchmark's own search
+    terms = 0.55 + 0.11 * min(row["good"], 3) - 0.02 * min(row["bad"], 5) + 0.05 * row["size"]
+    assert abs(terms - row["value"]) < 1e-12  # the terms are the objective's, nothing left out
+    assert abs(row["size"] - np.exp(-0.5 * (row["over"] / 2.0) ** 2)) < 1e-12
