@@ -22,20 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search_quality import parse_seeds, run
 
-from morphnas.graph import Graph
-from morphnas.searcher.objectives import SkipPattern, make_objective, skip_spans
-
-
-def anatomy(objective: SkipPattern, graph: Graph) -> dict[str, float]:
-    """The terms of ``objective``'s value for ``graph``: paying and costly skips, size term, log2 overshoot."""
-    good = bad = 0
-    for kind, span in skip_spans(graph):
-        if kind == objective.kind and objective.low <= span <= objective.low + 1:
-            good += 1
-        else:
-            bad += 1
-    over = float(np.log2(graph.n_params()) - objective.log_params)
-    return {"good": good, "bad": bad, "size": float(np.exp(-0.5 * (over / 2.0) ** 2)), "over": over}
+from morphnas.searcher.objectives import SkipPattern, make_objective
 
 
 def best_anatomy(job: tuple[str, int, int, int]) -> dict[str, float]:
@@ -49,7 +36,8 @@ def best_anatomy(job: tuple[str, int, int, int]) -> dict[str, float]:
 
     run(label, "skip-pattern", seed, budget, pending, record=keep)
     objective = make_objective("skip-pattern", seed)
-    return {"label": label, "seed": seed, "value": best[0], **anatomy(objective, best[1])}
+    assert isinstance(objective, SkipPattern)
+    return {"label": label, "seed": seed, "value": best[0], **objective.terms(best[1])}
 
 
 def main() -> None:

@@ -131,15 +131,21 @@ class SkipPattern(Objective):
         self.low = int(rng.integers(1, 3))  # the paying band: low..low+1 convolutions bypassed
         self.log_params = np.log2(self.start().n_params()) + rng.uniform(0.5, 2.0)
 
-    def clean(self, graph: Graph) -> float:
+    def terms(self, graph: Graph) -> dict[str, float]:
+        """The parts of the value: paying and costly skips, the size term, and log2 parameters over the hidden
+        size (``benchmarks/skip_pattern_anatomy.py`` reads which one a strategy loses)."""
         good = bad = 0
         for kind, span in skip_spans(graph):
             if kind == self.kind and self.low <= span <= self.low + 1:
                 good += 1
             else:
                 bad += 1
-        size = np.exp(-0.5 * ((np.log2(graph.n_params()) - self.log_params) / 2.0) ** 2)
-        return float(0.55 + 0.11 * min(good, 3) - 0.02 * min(bad, 5) + 0.05 * size)
+        over = float(np.log2(graph.n_params()) - self.log_params)
+        return {"good": good, "bad": bad, "size": float(np.exp(-0.5 * (over / 2.0) ** 2)), "over": over}
+
+    def clean(self, graph: Graph) -> float:
+        t = self.terms(graph)
+        return float(0.55 + 0.11 * min(t["good"], 3) - 0.02 * min(t["bad"], 5) + 0.05 * t["size"])
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
