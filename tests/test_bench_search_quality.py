@@ -95,3 +95,30 @@ def test_the_skip_pattern_anatomy_adds_up_to_the_objective_s_value():
     terms = 0.55 + 0.11 * min(row["good"], 3) - 0.02 * min(row["bad"], 5) + 0.05 * row["size"]
     assert abs(terms - row["value"]) < 1e-12  # the terms are the objective's, nothing left out
     assert abs(row["size"] - np.exp(-0.5 * (row["over"] / 2.0) ** 2)) < 1e-12
+
+
+lineage_spec = importlib.util.spec_from_file_location("lineage_anatomy", SCRIPT.with_name("lineage_anatomy.py"))
+lineage = importlib.util.module_from_spec(lineage_spec)
+lineage_spec.loader.exec_module(lineage)
+
+
+def test_the_lineage_anatomy_counts_generations_and_children_of_the_best_seen_at_suggestion():
+    from morphnas.storage.rundir import TrialRecord
+
+    def trial(i: int, parent: int | None, metric: float | None, suggested: float, finished: float | None,
+              status: str = "ok") -> TrialRecord:
+        return TrialRecord(id=i, parent=parent, metric=metric, status=status, suggested_at=suggested,
+                           finished_at=finished, n_params=100 * (i + 1), skips=i)
+
+    trials = [trial(0, None, 0.70, 0, 1),
+              trial(1, 0, 0.75, 1, 2),     # child of the best seen (0)
+              trial(2, 0, 0.72, 1.5, 3),   # suggested while 1 ran: 0 was still the best seen
+              trial(3, 2, 0.80, 3.5, 4),   # 1 was the best seen: a child of another model
+              trial(4, 3, 0.85, 4.5, 5),   # child of the best seen (3): generation 3 via 3 <- 2 <- 0
+              trial(5, 4, None, 5.5, 6, status="failed")]  # no metric: not a gain, still a child of the best
+    anatomy = lineage.cell_lineage(trials)
+    assert anatomy["best"] == 0.85 and anatomy["generation"] == 3.0
+    assert anatomy["child_of_best"] == 4 / 5  # 1, 2, 4, 5 were children of the best seen; 3 was not
+    assert anatomy["params"] == 500 and anatomy["skips"] == 4
+    assert abs(anatomy["gain"] - 0.05) < 1e-12  # gains 0.05, 0.02, 0.08, 0.05
+    assert lineage.cell_lineage([trial(0, None, None, 0, 1, status="failed")]) is None
