@@ -58,8 +58,9 @@ model's generation ranks with its accuracy (Spearman 0.42 over 65 real searches;
 The GP sees architectures only, so a child of the third model looked as promising as a child of the best; with half
 of the pool from the second and third models (``p_best`` 0.5, the default until issue 11's eighth round) only 75 % of
 the proposals descended from the best, and the strategy lost to hill climbing on real training (0.842 against
-0.847, seeds 0–9). With children of the best only it reached 0.850 and beat the old default on 9 seeds of 10, and
-kept the criterion on the synthetic objectives, which score architectures alone (docs/benchmarks.md, eighth round).
+0.847, seeds 0–9). With children of the best only it reached 0.850 and beat the old default on 9 seeds of 10; on
+the synthetic objectives, which score architectures alone, the two pools are level (60 held-out seeds; every
+criterion the old pool met is kept, and skip-pattern with 4 pending is gained; docs/benchmarks.md, eighth round).
 
 When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
 kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
@@ -109,7 +110,7 @@ SIZE_OP_NAMES = tuple(k for k in RANDOM_OP_NAMES if k not in SKIP_OP_NAMES)  # w
 
 
 class BayesianSearch(GPStrategy):
-    """GP + EI over a pool of candidates within an adaptive number of morphisms of the best models.
+    """GP + EI over a pool of candidates within an adaptive number of morphisms of the best model.
 
     ``pool_size``: candidates scored per suggestion; ``p_best``, ``top_k``: the best model is the parent with
     probability ``p_best`` (default 1: always; module doc), else one of the next ``top_k - 1``;
