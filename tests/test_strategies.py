@@ -354,6 +354,33 @@ def test_climb_share_one_makes_every_proposal_a_one_morphism_child_of_the_best()
         make_strategy("bayesian", [BASES["cnn"]()], climb_share=1.5)
 
 
+def test_min_improvers_climbs_exactly_when_the_model_expects_fewer_improvements_in_the_pool():
+    """The switch reads the pool's expected number of improvements (the sum of each candidate's probability of
+    beating EI's incumbent): below ``min_improvers`` the proposal is a climb, at or above it the model's pick."""
+    def drive(**options):
+        strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=5, **FAST_BO, **options)
+        reasons = []
+        for tid in range(6):
+            best = strategy.best()
+            s = strategy.suggest(tid)
+            if tid:
+                reasons.append(s.info["reason"])
+                if s.info["reason"].startswith("climb"):
+                    assert s.parent == best.trial_id and len(s.ops) == 1
+            strategy.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
+        return strategy, reasons
+
+    _, never = drive(min_improvers=0.0)
+    _, always = drive(min_improvers=1e9)  # more than any pool can hold: every proposal is a climb
+    assert all(r == "acquisition" for r in never)
+    assert all(r.startswith("climb: the model expects") for r in always)
+    _, some = drive(min_improvers=2.0)
+    climbs = [float(r.split()[4]) for r in some if r.startswith("climb")]
+    assert all(count < 2.0 for count in climbs)  # each climb says how many improvements the model expected
+    with pytest.raises(ValueError, match="min_improvers must be >= 0"):
+        make_strategy("bayesian", [BASES["cnn"]()], min_improvers=-1)
+
+
 def test_local_fit_models_only_the_observations_nearest_the_best():
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=6, local_fit=4, **FAST_BO)
     for tid in range(9):
@@ -528,3 +555,32 @@ def test_a_search_resumes_with_the_parent_share_it_ran_with():
     with pytest.warns(UserWarning, match="ran with p_best=0.5"):
         default.load_state_dict(state)
     assert default.p_best == 0.5
+
+
+def test_reclimb_starts_a_new_climb_from_the_first_model_after_a_stall_and_resumes_exactly():
+    """Three improvements, then nothing improves: after ``reclimb`` misses in a row the parents are the first model
+    and the new climb's own trials, EI's incumbent is that climb's best, and the state carries the climb."""
+    def metric(tid):
+        return 0.5 + 0.1 * tid if tid <= 3 else 0.1  # trial 3 is the best; every later trial misses
+
+    def drive(strategy, start, n):
+        trail = []
+        for tid in range(start, start + n):
+            s = strategy.suggest(tid)
+            trail.append((s.parent, s.architecture.canonical_hash(), s.info.get("incumbent")))
+            strategy.observe(Observation(tid, s.architecture, metric(tid)))
+        return trail
+
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=2, reclimb=3, noise_margin=False, **FAST_BO)
+    trail = drive(strategy, 0, 7)  # trials 4, 5, 6 miss: the stall that starts a new climb
+    assert [parent for parent, _, _ in trail[4:]] == [3, 3, 3]  # the old climb: children of the best
+    assert strategy.branch == {0}
+    state = json.loads(json.dumps(strategy.state_dict()))
+    after = drive(strategy, 7, 3)
+    assert after[0][0] == 0 and after[0][2] == pytest.approx(0.5)  # the first model, and its metric is the incumbent
+    assert all(parent in {0, 7, 8} for parent, _, _ in after)  # only the new climb's models are parents
+    resumed = make_strategy("bayesian", [BASES["cnn"]()], seed=2, reclimb=3, noise_margin=False, **FAST_BO)
+    resumed.load_state_dict(state)
+    assert drive(resumed, 7, 3) == after
+    with pytest.raises(ValueError, match="reclimb must be >= 0"):
+        make_strategy("bayesian", [BASES["cnn"]()], reclimb=-1)

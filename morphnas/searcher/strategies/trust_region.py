@@ -100,6 +100,7 @@ import numpy as np
 
 from morphnas.graph.graph import Graph
 from morphnas.graph.morphisms import RANDOM_OP_NAMES, Op
+from morphnas.searcher.acquisition import PI
 from morphnas.searcher.strategies.base import Observation, Suggestion
 from morphnas.searcher.strategies.bayesian import GPStrategy
 
@@ -132,8 +133,8 @@ class BayesianSearch(GPStrategy):
                  control: str | None = None, diversity: float = 0.5, local_share: float = 0.0,
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
-                 noise_margin: bool = True, chain_skips: int | None = None, kernel: str = "additive",
-                 **options: Any) -> None:
+                 noise_margin: bool = True, chain_skips: int | None = None, min_improvers: float = 0.0,
+                 reclimb: int = 0, kernel: str = "additive", **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -165,6 +166,12 @@ class BayesianSearch(GPStrategy):
         if chain_skips is not None and int(chain_skips) < 0:
             raise ValueError(f"chain_skips must be None (no limit) or >= 0, got {chain_skips!r}")
         self.chain_skips = None if chain_skips is None else int(chain_skips)
+        if not min_improvers >= 0.0:
+            raise ValueError(f"min_improvers must be >= 0 (0: always follow the model), got {min_improvers!r}")
+        self.min_improvers = float(min_improvers)
+        if reclimb < 0:
+            raise ValueError(f"reclimb must be >= 0 (0: never start a new climb), got {reclimb!r}")
+        self.reclimb = int(reclimb)
         super().__init__(initial, seed, acquisition=acquisition, kernel=kernel, **options)
 
     def _reset(self) -> None:
@@ -176,6 +183,8 @@ class BayesianSearch(GPStrategy):
         self._arm_of: dict[int, str] = {}  # pending trial -> the arm that proposed it
         self.kinds = {kind: [0, 0] for kind in RANDOM_OP_NAMES}  # one-morphism children: [improved, not] per kind
         self._kind_of: dict[int, str] = {}  # pending one-morphism child -> its morphism's kind
+        self.stalled = 0  # observations in a row that did not improve the climb's best (``reclimb``)
+        self.branch: set[int] | None = None  # after a reclimb: the new climb's trials (None: every trial)
 
     # ------------------------------------------------------------------ the trust region
     def on_observe(self, observation: Observation) -> None:
@@ -185,15 +194,17 @@ class BayesianSearch(GPStrategy):
         kind = self._kind_of.pop(observation.trial_id, None)
         if not observation.ok or observation.rung > 0:  # a promotion is not this strategy's move
             return
+        if self.branch is not None and observation.trial_id not in self.branch:
+            return  # a trial of an abandoned climb, observed late: not this climb's success or failure
         value = float(observation.metric)
         if self._best_seen is None:
             self._best_seen = value
             return
         improved = value > self._best_seen + self.min_improvement * max(1.0, abs(self._best_seen))
         if improved:
-            self.successes, self.failures = self.successes + 1, 0
+            self.successes, self.failures, self.stalled = self.successes + 1, 0, 0
         else:
-            self.successes, self.failures = 0, self.failures + 1
+            self.successes, self.failures, self.stalled = 0, self.failures + 1, self.stalled + 1
         if arm is not None:
             self.arms[arm][0 if improved else 1] += 1
         if kind is not None:
@@ -204,6 +215,17 @@ class BayesianSearch(GPStrategy):
         elif self.failures >= self.failure_tolerance:
             collapsed = self.radius == 1 and self.restart  # the model expects nothing more nearby: jump
             self.radius, self.failures = (self.max_radius if collapsed else max(self.radius // 2, 1)), 0
+        if self.reclimb and self.stalled >= self.reclimb:
+            self._start_climb()
+
+    def _start_climb(self) -> None:
+        """Begin a new climb from the first trained model (``reclimb``): morphisms only add, so a best model whose
+        children stopped improving may sit where no sequence of them leads further; the new climb keeps the GP (every
+        observation) but has its own parents, incumbent and trust region."""
+        root = self.trained_models[0]
+        self.branch = {root.trial_id}
+        self._best_seen = float(root.metric)
+        self.radius, self.successes, self.failures, self.stalled = self.initial_radius, 0, 0, 0
 
     def modelled(self) -> list[Observation]:
         """With ``local_fit``, only the ``local_fit`` modelled observations nearest the best one in edit distance
@@ -217,7 +239,10 @@ class BayesianSearch(GPStrategy):
         return [o for i, o in enumerate(modelled) if i in keep]
 
     def _parents(self) -> list[Observation]:
-        return self.ranked_models()[: self.top_k]
+        ranked = self.ranked_models()
+        if self.branch is not None:  # the current climb's models only
+            ranked = [o for o in ranked if o.trial_id in self.branch]
+        return ranked[: self.top_k]
 
     def candidate_pool(self, rng: np.random.Generator) -> list[tuple[Observation, tuple[Op, ...], Graph]]:
         """Up to ``pool_size`` unseen, distinct children: ``local_share`` of them one morphism from the best
@@ -275,6 +300,8 @@ class BayesianSearch(GPStrategy):
             if found is not None:
                 return found
         rng, gp, best, info = self.begin_proposal()
+        if self.branch is not None:  # EI's incumbent is this climb's best
+            best = max(o.metric for o in self.modelled() if o.trial_id in self.branch)
         if self.noise_margin:  # an improvement smaller than the noise is not one
             best += gp.noise_std
         pool = self.candidate_pool(rng)
@@ -287,6 +314,13 @@ class BayesianSearch(GPStrategy):
         finally:
             self.cache.clear_scratch()
         arm = self._choose_arm(rng)
+        if self.min_improvers and self.control is None and arm == "model":
+            improvers = float(PI()(post, best, rng).sum())  # the pool's expected number of improvements
+            if improvers < self.min_improvers:  # the model expects no improvement here: its pick is its tails'
+                why = f"climb: the model expects {improvers:.2g} of {len(pool)} candidates to improve"
+                found = (self._kind_climb(rng, why) if self.climb_kinds else None) or self.child_of_best(rng, 1, why)
+                if found is not None:
+                    return found
         if self.control == "random-scores":
             values = rng.random(len(pool))
         elif arm == "random":  # a uniform pick among the best model's children in the pool
@@ -331,11 +365,15 @@ class BayesianSearch(GPStrategy):
             self._arm_of[trial_id] = arm
         if len(suggestion.ops) == 1 and suggestion.ops[0].name in self.kinds:
             self._kind_of[trial_id] = suggestion.ops[0].name
+        if self.branch is not None and suggestion.parent in self.branch:
+            self.branch.add(trial_id)
 
     def on_cancel(self, trial_id: int, suggestion: Suggestion) -> None:
         super().on_cancel(trial_id, suggestion)
         self._arm_of.pop(trial_id, None)
         self._kind_of.pop(trial_id, None)
+        if self.branch is not None:
+            self.branch.discard(trial_id)
 
     @staticmethod
     def move(parent: int | None, ops: Sequence[Op]) -> tuple[int | None, tuple[str, ...]]:
@@ -352,7 +390,8 @@ class BayesianSearch(GPStrategy):
         return {**super().extra_state(), "radius": self.radius, "successes": self.successes,
                 "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
                 "kinds": self.kinds, "noise_margin": self.noise_margin, "chain_skips": self.chain_skips,
-                "p_best": self.p_best}
+                "p_best": self.p_best, "stalled": self.stalled,
+                "branch": None if self.branch is None else sorted(self.branch)}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
         super().load_extra_state(extra)
@@ -361,6 +400,9 @@ class BayesianSearch(GPStrategy):
         self._best_seen = extra.get("best_seen")
         self.arms = {arm: [int(v) for v in extra.get("arms", {}).get(arm, [0, 0])] for arm in ARMS}
         self.kinds = {kind: [int(v) for v in extra.get("kinds", {}).get(kind, [0, 0])] for kind in RANDOM_OP_NAMES}
+        self.stalled = int(extra.get("stalled", 0))
+        branch = extra.get("branch")
+        self.branch = None if branch is None else {int(t) for t in branch}
         # a search continues as it started: a state saved before an option existed ran with that option's old
         # default (no margin, no skip cap, half of the pool from the second and third models), whatever this
         # strategy was built with
