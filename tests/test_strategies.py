@@ -296,7 +296,7 @@ def test_refit_policies_each_fit_the_gp(refit):
 @pytest.mark.parametrize("restart", [False, True])
 def test_trust_region_doubles_after_successes_halves_after_failures_and_restarts(restart):
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=0, radius=4, max_radius=8, success_tolerance=2,
-                             failure_tolerance=2, restart=restart, **FAST_BO)
+                             failure_tolerance=2, restart=restart, reclimb=0, **FAST_BO)  # the region alone
     graph = BASES["cnn"]()
     radii = []
     for tid, metric in enumerate([0.5, 0.6, 0.7] + [0.7] * 8):  # two improvements, then only misses
@@ -305,7 +305,8 @@ def test_trust_region_doubles_after_successes_halves_after_failures_and_restarts
     # 2 successes: 4 -> 8; then every 2 misses halve it: 8, 4, 2, 1; collapsed at 1, it restarts at 8 or stays
     assert radii == [4, 4, 8, 8, 4, 4, 2, 2, 1, 1, 8 if restart else 1]
     state = json.loads(json.dumps(strategy.state_dict()))
-    again = make_strategy("bayesian", [BASES["cnn"]()], seed=0, radius=4, max_radius=8, restart=restart, **FAST_BO)
+    again = make_strategy("bayesian", [BASES["cnn"]()], seed=0, radius=4, max_radius=8, restart=restart, reclimb=0,
+                          **FAST_BO)
     again.load_state_dict(state)
     assert again.radius == strategy.radius
 
@@ -584,3 +585,15 @@ def test_reclimb_starts_a_new_climb_from_the_first_model_after_a_stall_and_resum
     assert drive(resumed, 7, 3) == after
     with pytest.raises(ValueError, match="reclimb must be >= 0"):
         make_strategy("bayesian", [BASES["cnn"]()], reclimb=-1)
+
+
+def test_a_search_resumes_with_the_reclimb_it_ran_with():
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **FAST_BO)
+    _run(strategy, 4)
+    state = json.loads(json.dumps(strategy.state_dict()))
+    assert state["extra"]["reclimb"] == 8  # the default, recorded
+    del state["extra"]["reclimb"]  # as a state written before the new climb existed: it never started one
+    default = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **FAST_BO)
+    with pytest.warns(UserWarning, match="ran with reclimb=0"):
+        default.load_state_dict(state)
+    assert default.reclimb == 0

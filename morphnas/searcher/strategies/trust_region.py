@@ -8,9 +8,9 @@ Our own diagnosis of the paper's configuration (``autokeras``) agreed: the GP ra
 UCB over a tree annealing spread the budget over the least-known regions, and a fixed cap of 3 morphisms per
 proposal made it walk too slowly away from a small start.
 
-How: each suggestion draws a pool of unseen candidates, each ``L`` random morphisms of the best trained model
-(``L`` uniform in ``1..radius``; with ``p_best`` below 1, the parent is the best with that probability and else one
-of the next ``top_k - 1`` models); the GP (with a
+How: each suggestion draws a pool of unseen candidates, each ``L`` random morphisms of the best trained model (of the
+current climb, after a ``reclimb``) (``L`` uniform in ``1..radius``; with ``p_best`` below 1, the parent is the best
+with that probability and else one of the next ``top_k - 1`` models); the GP (with a
 fantasy for every pending trial, so trials in flight together differ) scores the pool by the acquisition (EI by
 default) and the best is suggested. The radius, in morphism steps, adapts like TuRBO's: after
 ``success_tolerance`` observations in a row that improve the best, it doubles (up to ``max_radius``); after
@@ -62,6 +62,19 @@ the proposals descended from the best, and the strategy lost to hill climbing on
 the synthetic objectives, which score architectures alone, the two pools are level (60 held-out seeds; every
 criterion the old pool met is kept, and skip-pattern with 4 pending is gained; docs/benchmarks.md, eighth round).
 
+After a stall the strategy starts a new climb (``reclimb``, 8 by default): after that many observations in a row that
+do not improve the climb's best, the parents are the first model and the new climb's own trials, EI's incumbent is
+the new climb's best, and its trust region starts afresh; the GP keeps every observation, so the new climb is
+steered by all that was learned, and the search's best stays its answer. Why: morphisms only add, so no sequence of
+them removes a layer, a 5x5 convolution or a skip, and a best model that overshot one of those is a dead end: all
+of its descendants are worse (the sixth round traced them). Its children miss, the region collapses, and without a
+new climb the rest of the budget went on near-copies of it (stats-target tuning seed 9: stuck at 0.726 from the
+14th evaluation to the 50th). TuRBO restarts a collapsed trust region the same way. Measured (ninth round,
+docs/benchmarks.md): on the tuning seeds with 1 pending it beat the previous default on skip-pattern (12-3) and
+stats-target (12-2) at 50 evaluations; on 60 held-out seeds it met the criterion with 1 pending on far-optimum and
+skip-pattern, where the previous default met it on far-optimum alone. On real training a child starts from its
+parent's weights and usually gains on it, so within a short search 8 misses in a row are rare.
+
 When the region has collapsed to one morphism, ``climb_collapsed`` (off by default; it was the default while the
 kernel could not rank) proposes hill-climbing moves, a random unseen one-morphism child of the best, until
 successes grow the region again; each climb draws its morphism's kind (deeper, wider, add or concat skip) by
@@ -76,7 +89,9 @@ morphism from the best); ``portfolio`` (each proposal is the acquisition's pick 
 model's children in the pool, by Thompson sampling on each arm's record of improving the best, as GP-Hedge keeps
 a portfolio of acquisitions); ``climb_share`` (that share of all proposals a hill-climbing move); ``local_fit``
 (fit the GP on only that many observations, those nearest the best in edit distance, as TuRBO fits its model
-inside the region). ``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
+inside the region); ``min_improvers`` (a hill-climbing move when the model expects fewer than that many
+improvements in its pool, the sum of each candidate's probability of beating EI's incumbent: the model's pick is then
+decided by its tails). ``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
 the ablation that shows whether the model, not the pool, is what wins.
 
 Trials in flight together must differ, and not trivially: with four pending, the fantasies alone still let EI
@@ -120,6 +135,8 @@ class BayesianSearch(GPStrategy):
     ``local_fit``, ``climb_collapsed``, ``climb_kinds``: see the module doc;
     ``noise_margin``: EI's incumbent is the best metric plus the GP's fitted noise (default on; module doc);
     ``chain_skips``: at most that many skip morphisms in a proposal of several (None: no cap; module doc);
+    ``reclimb``: after that many misses in a row, a new climb from the first model (0: never; module doc);
+    ``min_improvers``: a hill-climbing move when the model expects fewer improvements in its pool (module doc);
     ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
     (ablation); ``kernel``: ``"additive"`` (edit distance + descriptors; ``"bourgain"`` is the
     paper's). Other options (fantasy, refit...) as ``GPStrategy``.
@@ -134,7 +151,7 @@ class BayesianSearch(GPStrategy):
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
                  noise_margin: bool = True, chain_skips: int | None = None, min_improvers: float = 0.0,
-                 reclimb: int = 0, kernel: str = "additive", **options: Any) -> None:
+                 reclimb: int = 8, kernel: str = "additive", **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -192,6 +209,8 @@ class BayesianSearch(GPStrategy):
         super().on_observe(observation)
         arm = self._arm_of.pop(observation.trial_id, None)
         kind = self._kind_of.pop(observation.trial_id, None)
+        if self.branch is not None and observation.continues in self.branch:
+            self.branch.add(observation.trial_id)  # a promotion of the new climb's model stays in the climb
         if not observation.ok or observation.rung > 0:  # a promotion is not this strategy's move
             return
         if self.branch is not None and observation.trial_id not in self.branch:
@@ -222,7 +241,10 @@ class BayesianSearch(GPStrategy):
         """Begin a new climb from the first trained model (``reclimb``): morphisms only add, so a best model whose
         children stopped improving may sit where no sequence of them leads further; the new climb keeps the GP (every
         observation) but has its own parents, incumbent and trust region."""
-        root = self.trained_models[0]
+        models = self.trained_models
+        if not models:  # nothing to climb from (observations fed to ``on_observe`` alone)
+            return
+        root = models[0]
         self.branch = {root.trial_id}
         self._best_seen = float(root.metric)
         self.radius, self.successes, self.failures, self.stalled = self.initial_radius, 0, 0, 0
@@ -390,7 +412,7 @@ class BayesianSearch(GPStrategy):
         return {**super().extra_state(), "radius": self.radius, "successes": self.successes,
                 "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
                 "kinds": self.kinds, "noise_margin": self.noise_margin, "chain_skips": self.chain_skips,
-                "p_best": self.p_best, "stalled": self.stalled,
+                "p_best": self.p_best, "reclimb": self.reclimb, "stalled": self.stalled,
                 "branch": None if self.branch is None else sorted(self.branch)}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
@@ -404,12 +426,13 @@ class BayesianSearch(GPStrategy):
         branch = extra.get("branch")
         self.branch = None if branch is None else {int(t) for t in branch}
         # a search continues as it started: a state saved before an option existed ran with that option's old
-        # default (no margin, no skip cap, half of the pool from the second and third models), whatever this
-        # strategy was built with
+        # default (no margin, no skip cap, half of the pool from the second and third models, no new climb),
+        # whatever this strategy was built with
         self.noise_margin = self._recorded("noise_margin", bool(extra.get("noise_margin", False)))
         cap = extra.get("chain_skips")
         self.chain_skips = self._recorded("chain_skips", None if cap is None else int(cap))
         self.p_best = self._recorded("p_best", float(extra.get("p_best", 0.5)))
+        self.reclimb = self._recorded("reclimb", int(extra.get("reclimb", 0)))
 
     def _recorded(self, option: str, recorded: Any) -> Any:
         """The value a saved search ran ``option`` with; a warning when this strategy was built with another."""
