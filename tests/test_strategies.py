@@ -357,27 +357,32 @@ def test_climb_share_one_makes_every_proposal_a_one_morphism_child_of_the_best()
 
 def test_min_improvers_climbs_exactly_when_the_model_expects_fewer_improvements_in_the_pool():
     """The switch reads the pool's expected number of improvements (the sum of each candidate's probability of
-    beating EI's incumbent): below ``min_improvers`` the proposal is a climb, at or above it the model's pick."""
+    beating EI's incumbent), which every proposal reports: below ``min_improvers`` the proposal is a climb (a
+    one-morphism child of the best), at or above it the model's pick."""
     def drive(**options):
         strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=5, **FAST_BO, **options)
-        reasons = []
-        for tid in range(6):
+        proposals = []
+        for tid in range(8):
             best = strategy.best()
             s = strategy.suggest(tid)
             if tid:
-                reasons.append(s.info["reason"])
+                proposals.append((s.info["reason"], s.info.get("improvers")))
                 if s.info["reason"].startswith("climb"):
                     assert s.parent == best.trial_id and len(s.ops) == 1
             strategy.observe(Observation(tid, s.architecture, toy_metric(s.architecture)))
-        return strategy, reasons
+        return proposals
 
-    _, never = drive(min_improvers=0.0)
-    _, always = drive(min_improvers=1e9)  # more than any pool can hold: every proposal is a climb
-    assert all(r == "acquisition" for r in never)
-    assert all(r.startswith("climb: the model expects") for r in always)
-    _, some = drive(min_improvers=2.0)
-    climbs = [float(r.split()[4]) for r in some if r.startswith("climb")]
-    assert all(count < 2.0 for count in climbs)  # each climb says how many improvements the model expected
+    assert all(reason == "acquisition" and improvers is None for reason, improvers in drive(min_improvers=0.0))
+    always = drive(min_improvers=1e9)  # more than any pool can hold: every proposal is a climb
+    assert all(reason.startswith("climb: the model expects") for reason, _ in always)
+    counts = sorted(improvers for _, improvers in always)
+    assert all(0.0 <= c <= FAST_BO["pool_size"] for c in counts)  # a sum of probabilities over the pool
+    threshold = counts[len(counts) // 2]  # between what the model expected at different points of a search
+    some = drive(min_improvers=threshold)
+    climbs = [c for reason, c in some if reason.startswith("climb")]
+    picks = [c for reason, c in some if reason == "acquisition"]
+    assert climbs and picks  # both happen, and the threshold separates them
+    assert max(climbs) < threshold <= min(picks)
     with pytest.raises(ValueError, match="min_improvers must be >= 0"):
         make_strategy("bayesian", [BASES["cnn"]()], min_improvers=-1)
 
@@ -559,10 +564,12 @@ def test_a_search_resumes_with_the_parent_share_it_ran_with():
 
 
 def test_reclimb_starts_a_new_climb_from_the_first_model_after_a_stall_and_resumes_exactly():
-    """Three improvements, then nothing improves: after ``reclimb`` misses in a row the parents are the first model
-    and the new climb's own trials, EI's incumbent is that climb's best, and the state carries the climb."""
+    """Three improvements, then three misses: after ``reclimb`` misses in a row the parents are the first model and
+    the new climb's own trials, EI's incumbent is that climb's best, and a resumed search continues the climb."""
     def metric(tid):
-        return 0.5 + 0.1 * tid if tid <= 3 else 0.1  # trial 3 is the best; every later trial misses
+        if tid <= 3:
+            return 0.5 + 0.1 * tid  # trial 3 is the best
+        return 0.55 if tid == 7 else 0.1  # 4-6 miss; 7, the new climb's first child, beats the first model only
 
     def drive(strategy, start, n):
         trail = []
@@ -572,17 +579,21 @@ def test_reclimb_starts_a_new_climb_from_the_first_model_after_a_stall_and_resum
             strategy.observe(Observation(tid, s.architecture, metric(tid)))
         return trail
 
-    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=2, reclimb=3, noise_margin=False, **FAST_BO)
-    trail = drive(strategy, 0, 7)  # trials 4, 5, 6 miss: the stall that starts a new climb
+    def make():
+        return make_strategy("bayesian", [BASES["cnn"]()], seed=2, reclimb=3, noise_margin=False, **FAST_BO)
+
+    strategy = make()
+    trail = drive(strategy, 0, 7)
     assert [parent for parent, _, _ in trail[4:]] == [3, 3, 3]  # the old climb: children of the best
-    assert strategy.branch == {0}
-    state = json.loads(json.dumps(strategy.state_dict()))
+    assert strategy.branch == {0} and strategy.radius == strategy.initial_radius
     after = drive(strategy, 7, 3)
-    assert after[0][0] == 0 and after[0][2] == pytest.approx(0.5)  # the first model, and its metric is the incumbent
-    assert all(parent in {0, 7, 8} for parent, _, _ in after)  # only the new climb's models are parents
-    resumed = make_strategy("bayesian", [BASES["cnn"]()], seed=2, reclimb=3, noise_margin=False, **FAST_BO)
+    assert after[0][0] == 0 and after[0][2] == pytest.approx(0.5)  # the first model; its metric is the incumbent
+    assert [parent for parent, _, _ in after[1:]] == [7, 7] and after[1][2] == pytest.approx(0.55)
+    assert strategy.branch == {0, 7, 8, 9} and strategy.stalled == 2  # mid-climb: replay alone could not rebuild it
+    state = json.loads(json.dumps(strategy.state_dict()))
+    resumed = make()
     resumed.load_state_dict(state)
-    assert drive(resumed, 7, 3) == after
+    assert drive(resumed, 10, 4) == drive(strategy, 10, 4)  # trial 10's miss starts a third climb, in both
     with pytest.raises(ValueError, match="reclimb must be >= 0"):
         make_strategy("bayesian", [BASES["cnn"]()], reclimb=-1)
 
@@ -597,3 +608,18 @@ def test_a_search_resumes_with_the_reclimb_it_ran_with():
     with pytest.warns(UserWarning, match="ran with reclimb=0"):
         default.load_state_dict(state)
     assert default.reclimb == 0
+
+
+def test_a_new_climb_in_a_multi_fidelity_search_starts_from_the_first_model_and_its_promotion():
+    """The first model was promoted (trained longer as trial 1), so the climb's parent is the promotion, the
+    lineage's longest-trained model; EI's incumbent is the first model's first-rung metric."""
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=3, reclimb=2, noise_margin=False, **FAST_BO)
+    first = strategy.suggest(0)
+    strategy.observe(Observation(0, first.architecture, 0.5))
+    strategy.observe(Observation(1, first.architecture, 0.6, rung=1, continues=0))  # a promotion, by the engine
+    for tid, metric in ((2, 0.7), (3, 0.6), (4, 0.6)):  # one improvement, then two misses: a new climb
+        s = strategy.suggest(tid)
+        strategy.observe(Observation(tid, s.architecture, metric))
+    assert strategy.branch == {0, 1}
+    s = strategy.suggest(5)
+    assert s.parent == 1 and s.info["incumbent"] == pytest.approx(0.5)

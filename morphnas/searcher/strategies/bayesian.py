@@ -196,9 +196,13 @@ class GPStrategy(Strategy):
 
         return score
 
+    def fallback_parent(self) -> Observation:
+        """The model a fallback mutates: the best one."""
+        return self.best() or self.trained[0]
+
     def fallback(self, rng: np.random.Generator, info: dict[str, Any], why: str) -> Suggestion | None:
         """A random unseen mutation of the best model, when the acquisition optimizer found nothing."""
-        found = self.mutate(self.best() or self.trained[0], rng, reason=f"fallback: {why}")
+        found = self.mutate(self.fallback_parent(), rng, reason=f"fallback: {why}")
         if found is None:
             return None
         return Suggestion(found.architecture, found.parent, found.ops, self.inherit_weights, {**info, **found.info})
