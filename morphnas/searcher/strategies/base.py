@@ -338,11 +338,11 @@ class Strategy(ABC):
                                       {"strategy": self.name, "reason": reason})
         return None
 
-    def child_of_best(self, rng: np.random.Generator, n_ops: int = 1, reason: str = "child of the best"
-                      ) -> Suggestion | None:
+    def child_of_best(self, rng: np.random.Generator, n_ops: int = 1, reason: str = "child of the best",
+                      parents: Sequence[Observation] | None = None) -> Suggestion | None:
         """An unseen ``n_ops``-morphism child of the best model, falling back to the next best (hill climbing's
-        move)."""
-        for parent in self.ranked_models():
+        move); ``parents``: the models to try, best first (default: every trained model, ranked)."""
+        for parent in self.ranked_models() if parents is None else parents:
             suggestion = self.mutate(parent, rng, n_ops, reason=reason)
             if suggestion is not None:
                 return suggestion

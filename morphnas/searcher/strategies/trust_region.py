@@ -323,7 +323,7 @@ class BayesianSearch(GPStrategy):
         if climb or (self.climb_share and self.rng.random() < self.climb_share):  # a hill-climbing move, no model
             rng = np.random.default_rng(int(self.rng.integers(2**63 - 1)))
             why = "climb: a random one-morphism child of the best" + (" (region collapsed)" if climb else "")
-            found = (self._kind_climb(rng, why) if self.climb_kinds else None) or self._climb(rng, why)
+            found = self._climb(rng, why)
             if found is not None:
                 return found
         rng, gp, best, info = self.begin_proposal()
@@ -346,7 +346,7 @@ class BayesianSearch(GPStrategy):
             improvers = float(PI()(post, best, rng).sum())  # the pool's expected number of improvements
             if improvers < self.min_improvers:  # the model expects no improvement here: its pick is its tails'
                 why = f"climb: the model expects {improvers:.2g} of {len(pool)} candidates to improve"
-                found = (self._kind_climb(rng, why) if self.climb_kinds else None) or self._climb(rng, why)
+                found = self._climb(rng, why)
                 if found is not None:
                     return Suggestion(found.architecture, found.parent, found.ops, found.inherit_weights,
                                       {**found.info, "improvers": improvers})
@@ -380,13 +380,10 @@ class BayesianSearch(GPStrategy):
         return None
 
     def _climb(self, rng: np.random.Generator, why: str) -> Suggestion | None:
-        """A random unseen one-morphism child of the climb's best model, else of its next best (hill climbing's move
-        within the current climb)."""
-        for parent in self._parents():
-            found = self.mutate(parent, rng, 1, reason=why)
-            if found is not None:
-                return found
-        return None
+        """A hill-climbing move within the current climb: an unseen one-morphism child of its best model, the
+        morphism's kind drawn by ``climb_kinds`` when on (any kind when none of that kind is found)."""
+        kind = self._kind_climb(rng, why) if self.climb_kinds else None
+        return kind or self.child_of_best(rng, 1, why, self._parents())
 
     def fallback_parent(self) -> Observation:
         """The current climb's best model (module doc: ``reclimb``)."""
