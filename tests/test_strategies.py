@@ -598,6 +598,36 @@ def test_reclimb_starts_a_new_climb_from_the_first_model_after_a_stall_and_resum
         make_strategy("bayesian", [BASES["cnn"]()], reclimb=-1)
 
 
+def test_a_new_climbs_region_and_incumbent_options():
+    """``reclimb_max_radius`` caps a new climb's region (the first climb keeps ``max_radius``), ``reclimb_radius`` is
+    its first radius; ``climb_incumbent=False``
+    makes EI's incumbent in a new climb the search's best, not the climb's."""
+    def drive(strategy, n):
+        seen = []
+        for tid in range(n):
+            s = strategy.suggest(tid)
+            seen.append((s.parent, s.info.get("radius"), s.info.get("incumbent")))
+            metric = 0.5 + 0.1 * tid if tid <= 3 else 0.1  # trial 3 is the best; misses from trial 4 on
+            strategy.observe(Observation(tid, s.architecture, metric))
+        return seen
+
+    options = dict(seed=2, reclimb=3, noise_margin=False, radius=2, max_radius=4, **FAST_BO)
+    capped = make_strategy("bayesian", [BASES["cnn"]()], reclimb_max_radius=1, **options)
+    seen = drive(capped, 8)
+    assert max(r for _, r, _ in seen[:4] if r is not None) == 4  # the first climb grew to max_radius
+    assert capped.branch is not None and seen[7][0] == 0 and seen[7][1] == 1  # the new climb: radius 1
+    free = make_strategy("bayesian", [BASES["cnn"]()], **options)
+    assert drive(free, 8)[7][1] == 2  # without the cap a new climb starts at ``radius``
+    wide = make_strategy("bayesian", [BASES["cnn"]()], reclimb_radius=4, **options)
+    assert drive(wide, 8)[7][1] == 4
+    searchwide = make_strategy("bayesian", [BASES["cnn"]()], climb_incumbent=False, **options)
+    parent, _, incumbent = drive(searchwide, 8)[7]
+    assert parent == 0 and incumbent == pytest.approx(0.8)  # the search's best, not the first model's 0.5
+    for option in ("reclimb_radius", "reclimb_max_radius"):
+        with pytest.raises(ValueError, match=f"{option} must be None or in 1..max_radius"):
+            make_strategy("bayesian", [BASES["cnn"]()], max_radius=4, **{option: 5})
+
+
 def test_a_search_resumes_with_the_reclimb_it_ran_with():
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **FAST_BO)
     _run(strategy, 4)

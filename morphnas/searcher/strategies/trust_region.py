@@ -139,6 +139,9 @@ class BayesianSearch(GPStrategy):
     ``noise_margin``: EI's incumbent is the best metric plus the GP's fitted noise (default on; module doc);
     ``chain_skips``: at most that many skip morphisms in a proposal of several (None: no cap; module doc);
     ``reclimb``: after that many misses in a row, a new climb from the first model (0: never; module doc);
+    ``reclimb_radius``, ``reclimb_max_radius``: a new climb's first and largest radius (None: ``radius`` and
+    ``max_radius``; module doc);
+    ``climb_incumbent``: a new climb's EI incumbent is its own best (default) or, False, the search's (module doc);
     ``min_improvers``: a hill-climbing move when the model expects fewer improvements in its pool (module doc);
     ``diversity``: the factor per pending trial with the same move; ``control``: None, or ``"random-scores"``
     (ablation); ``kernel``: ``"additive"`` (edit distance + descriptors; ``"bourgain"`` is the
@@ -154,7 +157,9 @@ class BayesianSearch(GPStrategy):
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
                  noise_margin: bool = True, chain_skips: int | None = None, min_improvers: float = 0.0,
-                 reclimb: int = 8, kernel: str = "additive", **options: Any) -> None:
+                 reclimb: int = 8, climb_incumbent: bool = True,
+                 reclimb_radius: int | None = None, reclimb_max_radius: int | None = None, kernel: str = "additive",
+                 **options: Any) -> None:
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; valid: {', '.join(str(c) for c in CONTROLS)}")
         if not (pool_size >= 1 and top_k >= 1 and 1 <= radius <= max_radius and 0.0 <= p_best <= 1.0
@@ -192,6 +197,12 @@ class BayesianSearch(GPStrategy):
         if reclimb < 0:
             raise ValueError(f"reclimb must be >= 0 (0: never start a new climb), got {reclimb!r}")
         self.reclimb = int(reclimb)
+        self.climb_incumbent = bool(climb_incumbent)
+        for option, value in (("reclimb_radius", reclimb_radius), ("reclimb_max_radius", reclimb_max_radius)):
+            if value is not None and not 1 <= int(value) <= max_radius:
+                raise ValueError(f"{option} must be None or in 1..max_radius ({max_radius}), got {value!r}")
+        self.reclimb_radius = None if reclimb_radius is None else int(reclimb_radius)
+        self.reclimb_max_radius = None if reclimb_max_radius is None else int(reclimb_max_radius)
         super().__init__(initial, seed, acquisition=acquisition, kernel=kernel, **options)
 
     def _reset(self) -> None:
@@ -233,10 +244,10 @@ class BayesianSearch(GPStrategy):
             self.kinds[kind][0 if improved else 1] += 1
         self._best_seen = max(self._best_seen, value)
         if self.successes >= self.success_tolerance:
-            self.radius, self.successes = min(2 * self.radius, self.max_radius), 0
+            self.radius, self.successes = min(2 * self.radius, self.region_cap()), 0
         elif self.failures >= self.failure_tolerance:
             collapsed = self.radius == 1 and self.restart  # the model expects nothing more nearby: jump
-            self.radius, self.failures = (self.max_radius if collapsed else max(self.radius // 2, 1)), 0
+            self.radius, self.failures = (self.region_cap() if collapsed else max(self.radius // 2, 1)), 0
         if self.reclimb and self.stalled >= self.reclimb:
             self._start_climb()
 
@@ -253,7 +264,15 @@ class BayesianSearch(GPStrategy):
             if o.continues in self.branch:
                 self.branch.add(o.trial_id)
         self._best_seen = float(root.metric)
-        self.radius, self.successes, self.failures, self.stalled = self.initial_radius, 0, 0, 0
+        self.successes, self.failures, self.stalled = 0, 0, 0
+        start = self.initial_radius if self.reclimb_radius is None else self.reclimb_radius
+        self.radius = min(start, self.region_cap())
+
+    def region_cap(self) -> int:
+        """The trust region's largest radius: ``max_radius``, or in a new climb ``reclimb_max_radius`` when set."""
+        if self.branch is not None and self.reclimb_max_radius is not None:
+            return self.reclimb_max_radius
+        return self.max_radius
 
     def modelled(self) -> list[Observation]:
         """With ``local_fit``, only the ``local_fit`` modelled observations nearest the best one in edit distance
@@ -327,7 +346,7 @@ class BayesianSearch(GPStrategy):
             if found is not None:
                 return found
         rng, gp, best, info = self.begin_proposal()
-        if self.branch is not None:  # EI's incumbent is this climb's best
+        if self.branch is not None and self.climb_incumbent:  # EI's incumbent is this climb's best
             best = max((o.metric for o in GPStrategy.modelled(self) if o.trial_id in self.branch), default=best)
         if self.noise_margin:  # an improvement smaller than the noise is not one
             best += gp.noise_std
