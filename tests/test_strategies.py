@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -638,6 +639,28 @@ def test_a_search_resumes_with_the_reclimb_it_ran_with():
     with pytest.warns(UserWarning, match="ran with reclimb=0"):
         default.load_state_dict(state)
     assert default.reclimb == 0
+
+
+def test_a_search_resumes_with_the_new_climb_options_it_ran_with():
+    """``min_improvers``, ``reclimb_radius``, ``reclimb_max_radius`` and ``climb_incumbent`` are recorded; a state
+    saved before they were resumes with them off, silently when the strategy was built with them off."""
+    options = dict(min_improvers=0.5, reclimb_radius=4, reclimb_max_radius=2, climb_incumbent=False)
+    strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **options, **FAST_BO)
+    _run(strategy, 4)
+    state = json.loads(json.dumps(strategy.state_dict()))
+    plain = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **FAST_BO)
+    with pytest.warns(UserWarning) as record:
+        plain.load_state_dict(state)
+    assert all(any(f"ran with {k}={v}" in str(w.message) for w in record) for k, v in options.items())
+    assert {k: getattr(plain, k) for k in options} == options
+    for option in options:
+        del state["extra"][option]
+    again = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **FAST_BO)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again.load_state_dict(state)
+    assert (again.min_improvers, again.reclimb_radius, again.reclimb_max_radius, again.climb_incumbent) == \
+        (0.0, None, None, True)
 
 
 def test_a_new_climb_in_a_multi_fidelity_search_starts_from_the_first_model_and_its_promotion():

@@ -92,9 +92,12 @@ morphism from the best); ``portfolio`` (each proposal is the acquisition's pick 
 model's children in the pool, by Thompson sampling on each arm's record of improving the best, as GP-Hedge keeps
 a portfolio of acquisitions); ``climb_share`` (that share of all proposals a hill-climbing move); ``local_fit``
 (fit the GP on only that many observations, those nearest the best in edit distance, as TuRBO fits its model
-inside the region); ``min_improvers`` (a hill-climbing move when the model expects fewer than that many
-improvements in its pool, the sum of each candidate's probability of beating EI's incumbent: the model's pick is then
-decided by its tails). ``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
+inside the region); ``min_improvers`` (a hill-climbing move when the model expects fewer than that many improvements
+in its pool, the sum of each candidate's probability of beating EI's incumbent: the model's pick is then decided by
+its tails); ``reclimb_radius`` and ``reclimb_max_radius`` (a new climb's first and largest radius: capped at one
+morphism a new climb, 20-30 evaluations behind the old best, cannot catch up) and ``climb_incumbent=False`` (EI's
+incumbent in a new climb is the search's best: the acquisition is then all tails; tenth round).
+``control="random-scores"`` replaces the acquisition by random numbers over the same pool:
 the ablation that shows whether the model, not the pool, is what wins.
 
 Trials in flight together must differ, and not trivially: with four pending, the fantasies alone still let EI
@@ -450,6 +453,8 @@ class BayesianSearch(GPStrategy):
                 "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
                 "kinds": self.kinds, "noise_margin": self.noise_margin, "chain_skips": self.chain_skips,
                 "p_best": self.p_best, "reclimb": self.reclimb, "stalled": self.stalled,
+                "min_improvers": self.min_improvers, "reclimb_radius": self.reclimb_radius,
+                "reclimb_max_radius": self.reclimb_max_radius, "climb_incumbent": self.climb_incumbent,
                 "branch": None if self.branch is None else sorted(self.branch)}
 
     def load_extra_state(self, extra: dict[str, Any]) -> None:
@@ -470,6 +475,12 @@ class BayesianSearch(GPStrategy):
         self.chain_skips = self._recorded("chain_skips", None if cap is None else int(cap))
         self.p_best = self._recorded("p_best", float(extra.get("p_best", 0.5)))
         self.reclimb = self._recorded("reclimb", int(extra.get("reclimb", 0)))
+        # options that are off by default: a state saved before they were recorded ran with them off
+        self.min_improvers = self._recorded("min_improvers", float(extra.get("min_improvers", 0.0)))
+        for option in ("reclimb_radius", "reclimb_max_radius"):
+            value = extra.get(option)
+            setattr(self, option, self._recorded(option, None if value is None else int(value)))
+        self.climb_incumbent = self._recorded("climb_incumbent", bool(extra.get("climb_incumbent", True)))
 
     def _recorded(self, option: str, recorded: Any) -> Any:
         """The value a saved search ran ``option`` with; a warning when this strategy was built with another."""
