@@ -142,6 +142,7 @@ class BayesianSearch(GPStrategy):
     ``noise_margin``: EI's incumbent is the best metric plus the GP's fitted noise (default on; module doc);
     ``chain_skips``: at most that many skip morphisms in a proposal of several (None: no cap; module doc);
     ``reclimb``: after that many misses in a row, a new climb from the first model (0: never; module doc);
+    ``reclimb_per_pending``: that many plus one for each trial in flight beyond the first (module doc);
     ``reclimb_radius``, ``reclimb_max_radius``: a new climb's first and largest radius (None: ``radius`` and
     ``max_radius``; module doc);
     ``climb_incumbent``: a new climb's EI incumbent is its own best (default) or, False, the search's (module doc);
@@ -160,7 +161,7 @@ class BayesianSearch(GPStrategy):
                  restart: bool = False, portfolio: bool = False, climb_share: float = 0.0,
                  local_fit: int = 0, climb_collapsed: bool = False, climb_kinds: bool = True,
                  noise_margin: bool = True, chain_skips: int | None = None, min_improvers: float = 0.0,
-                 reclimb: int = 8, climb_incumbent: bool = True,
+                 reclimb: int = 8, reclimb_per_pending: bool = False, climb_incumbent: bool = True,
                  reclimb_radius: int | None = None, reclimb_max_radius: int | None = None, kernel: str = "additive",
                  **options: Any) -> None:
         if control not in CONTROLS:
@@ -200,6 +201,7 @@ class BayesianSearch(GPStrategy):
         if reclimb < 0:
             raise ValueError(f"reclimb must be >= 0 (0: never start a new climb), got {reclimb!r}")
         self.reclimb = int(reclimb)
+        self.reclimb_per_pending = bool(reclimb_per_pending)
         self.climb_incumbent = bool(climb_incumbent)
         for option, value in (("reclimb_radius", reclimb_radius), ("reclimb_max_radius", reclimb_max_radius)):
             if value is not None and not 1 <= int(value) <= max_radius:
@@ -251,8 +253,13 @@ class BayesianSearch(GPStrategy):
         elif self.failures >= self.failure_tolerance:
             collapsed = self.radius == 1 and self.restart  # the model expects nothing more nearby: jump
             self.radius, self.failures = (self.region_cap() if collapsed else max(self.radius // 2, 1)), 0
-        if self.reclimb and self.stalled >= self.reclimb:
+        if self.reclimb and self.stalled >= self.stall_limit():
             self._start_climb()
+
+    def stall_limit(self) -> int:
+        """The misses in a row that start a new climb: ``reclimb``, plus with ``reclimb_per_pending`` one for each
+        trial in flight beyond the first (they were proposed before the latest outcomes were known; module doc)."""
+        return self.reclimb + (max(0, len(self.pending) - 1) if self.reclimb_per_pending else 0)
 
     def _start_climb(self) -> None:
         """Begin a new climb from the first trained model (``reclimb``): morphisms only add, so a best model whose
@@ -453,6 +460,7 @@ class BayesianSearch(GPStrategy):
                 "failures": self.failures, "best_seen": self._best_seen, "arms": self.arms,
                 "kinds": self.kinds, "noise_margin": self.noise_margin, "chain_skips": self.chain_skips,
                 "p_best": self.p_best, "reclimb": self.reclimb, "stalled": self.stalled,
+                "reclimb_per_pending": self.reclimb_per_pending,
                 "min_improvers": self.min_improvers, "reclimb_radius": self.reclimb_radius,
                 "reclimb_max_radius": self.reclimb_max_radius, "climb_incumbent": self.climb_incumbent,
                 "branch": None if self.branch is None else sorted(self.branch)}
@@ -475,6 +483,7 @@ class BayesianSearch(GPStrategy):
         self.chain_skips = self._recorded("chain_skips", None if cap is None else int(cap))
         self.p_best = self._recorded("p_best", float(extra.get("p_best", 0.5)))
         self.reclimb = self._recorded("reclimb", int(extra.get("reclimb", 0)))
+        self.reclimb_per_pending = self._recorded("reclimb_per_pending", bool(extra.get("reclimb_per_pending", False)))
         # options that are off by default: a state saved before they were recorded ran with them off
         self.min_improvers = self._recorded("min_improvers", float(extra.get("min_improvers", 0.0)))
         for option in ("reclimb_radius", "reclimb_max_radius"):
