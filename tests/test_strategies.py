@@ -629,6 +629,30 @@ def test_a_new_climbs_region_and_incumbent_options():
             make_strategy("bayesian", [BASES["cnn"]()], max_radius=4, **{option: 5})
 
 
+def test_reclimb_per_pending_counts_only_the_misses_beyond_the_trials_in_flight():
+    """With ``reclimb_per_pending`` the stall limit grows by one per trial in flight beyond the first, so with 4 in
+    flight a new climb needs 3 more misses in a row; with 0 or 1 in flight it is ``reclimb``."""
+    def misses_until_new_climb(per_pending, in_flight):
+        strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=5, reclimb=2, reclimb_per_pending=per_pending,
+                                 noise_margin=False, **FAST_BO)
+        queue, tid, misses = [], 0, 0
+        while strategy.branch is None:
+            while len(queue) <= in_flight:
+                s = strategy.suggest(tid)
+                if s is None:  # it waits for the first model's result
+                    break
+                queue.append((tid, s))
+                tid += 1
+            done, s = queue.pop(0)
+            strategy.observe(Observation(done, s.architecture, 0.5 if done == 0 else 0.1))  # every child misses
+            misses += done > 0
+        return misses
+
+    assert misses_until_new_climb(True, 1) == misses_until_new_climb(False, 1) == 2
+    assert misses_until_new_climb(False, 4) == 2
+    assert misses_until_new_climb(True, 4) == 5
+
+
 def test_a_search_resumes_with_the_reclimb_it_ran_with():
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **FAST_BO)
     _run(strategy, 4)
@@ -642,9 +666,11 @@ def test_a_search_resumes_with_the_reclimb_it_ran_with():
 
 
 def test_a_search_resumes_with_the_new_climb_options_it_ran_with():
-    """``min_improvers``, ``reclimb_radius``, ``reclimb_max_radius`` and ``climb_incumbent`` are recorded; a state
+    """``min_improvers``, ``reclimb_per_pending``, ``reclimb_radius``, ``reclimb_max_radius`` and ``climb_incumbent``
+    are recorded; a state
     saved before they were resumes with them off, silently when the strategy was built with them off."""
-    options = dict(min_improvers=0.5, reclimb_radius=4, reclimb_max_radius=2, climb_incumbent=False)
+    options = dict(min_improvers=0.5, reclimb_radius=4, reclimb_max_radius=2, climb_incumbent=False,
+                   reclimb_per_pending=True)
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **options, **FAST_BO)
     _run(strategy, 4)
     state = json.loads(json.dumps(strategy.state_dict()))
@@ -659,8 +685,8 @@ def test_a_search_resumes_with_the_new_climb_options_it_ran_with():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         again.load_state_dict(state)
-    assert (again.min_improvers, again.reclimb_radius, again.reclimb_max_radius, again.climb_incumbent) == \
-        (0.0, None, None, True)
+    assert (again.min_improvers, again.reclimb_radius, again.reclimb_max_radius, again.climb_incumbent,
+            again.reclimb_per_pending) == (0.0, None, None, True, False)
 
 
 def test_a_new_climb_in_a_multi_fidelity_search_starts_from_the_first_model_and_its_promotion():
