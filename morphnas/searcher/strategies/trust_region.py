@@ -490,8 +490,9 @@ class BayesianSearch(GPStrategy):
         self.p_best = self._recorded("p_best", float(extra.get("p_best", 0.5)))
         self.reclimb = self._recorded("reclimb", int(extra.get("reclimb", 0)))
         self.reclimb_per_pending = self._recorded("reclimb_per_pending", bool(extra.get("reclimb_per_pending", False)))
-        # options that are off by default: a state saved before they were recorded ran with them off
-        self.min_improvers = self._recorded("min_improvers", float(extra.get("min_improvers", 0.0)))
+        # min_improvers existed before it was recorded: an old state keeps the value this strategy was built with;
+        # the new climb's options did not, so a state without them ran with them off
+        self.min_improvers = self._recorded("min_improvers", float(extra.get("min_improvers", self.min_improvers)))
         for option in ("reclimb_radius", "reclimb_max_radius"):
             value = extra.get(option)
             setattr(self, option, self._recorded(option, None if value is None else int(value)))
