@@ -602,8 +602,7 @@ def test_reclimb_starts_a_new_climb_from_the_first_model_after_a_stall_and_resum
 
 def test_a_new_climbs_region_and_incumbent_options():
     """``reclimb_max_radius`` caps a new climb's region (the first climb keeps ``max_radius``), ``reclimb_radius`` is
-    its first radius; ``climb_incumbent=False``
-    makes EI's incumbent in a new climb the search's best, not the climb's."""
+    its first radius; ``climb_incumbent=False`` makes EI's incumbent in a new climb the search's best."""
     def drive(strategy, n):
         seen = []
         for tid in range(n):
@@ -668,8 +667,7 @@ def test_a_search_resumes_with_the_reclimb_it_ran_with():
 
 def test_a_search_resumes_with_the_new_climb_options_it_ran_with():
     """``min_improvers``, ``reclimb_per_pending``, ``reclimb_radius``, ``reclimb_max_radius`` and ``climb_incumbent``
-    are recorded; a state
-    saved before they were resumes with them off, silently when the strategy was built with them off."""
+    are recorded; a state saved before resumes with the new options off and ``min_improvers`` as built, silently."""
     options = dict(min_improvers=0.5, reclimb_radius=4, reclimb_max_radius=2, climb_incumbent=False,
                    reclimb_per_pending=True)
     strategy = make_strategy("bayesian", [BASES["cnn"]()], seed=13, **options, **FAST_BO)
